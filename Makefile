@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/nomadkv server
+
+system-deps:
+	scripts/system-deps.sh
+
+lint: install
+	$(VENV)/bin/ruff format --check nomadkv tests bench
+	$(VENV)/bin/ruff check nomadkv tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: install
+	$(VENV)/bin/ruff format nomadkv tests bench
+	$(VENV)/bin/ruff check --fix nomadkv tests bench
+
+test: install system-deps lint
+	$(PY) -m pytest
+
+bench: install system-deps
+	$(PY) -m bench.all
+
+clean:
+	rm -rf $(VENV) build *.egg-info
