@@ -1,0 +1,98 @@
+"""The replicated state machine: log entries in, keyspace changes and replies out.
+
+Owns the entry format and the order of application. Pure: no I/O, no clock.
+
+An entry is a batch of write commands proposed in one event-loop turn,
+stamped with the proposer's wall clock (``now_ms``). Every replica applies
+the same entry with the same ``now_ms``, so expiry decisions made during
+apply agree everywhere. Deadlines inside the commands are already absolute
+(``prepare`` rewrote them).
+
+Entries are encoded with ``marshal`` (format version 4, stable since Python
+3.4): it is 10x faster than RESP encoding in Python, which matters because
+every write pays it (see docs/decisions.md). ``decode_entry`` checks the
+shape of what it loads and rejects anything else.
+"""
+
+from __future__ import annotations
+
+import marshal
+
+from nomadkv.commands.keys import INTERNAL
+from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, lookup
+from nomadkv.keyspace import Keyspace
+
+ENTRY_FORMAT = 1
+
+
+class BadEntry(Exception):
+    """A log entry that does not decode to (format, now_ms, [argv, ...])."""
+
+
+def encode_entry(now_ms: int, commands: list[list[bytes]]) -> bytes:
+    return marshal.dumps((ENTRY_FORMAT, now_ms, commands), 4)
+
+
+def decode_entry(payload: bytes) -> tuple[int, list[list[bytes]]]:
+    try:
+        entry = marshal.loads(payload)
+    except (EOFError, ValueError, TypeError) as exc:
+        raise BadEntry(f"undecodable entry: {exc}") from None
+    if (
+        not isinstance(entry, tuple)
+        or len(entry) != 3
+        or entry[0] != ENTRY_FORMAT
+        or not isinstance(entry[1], int)
+        or not isinstance(entry[2], list)
+    ):
+        raise BadEntry("entry is not (format, now_ms, commands)")
+    for argv in entry[2]:
+        if not isinstance(argv, list) or not argv or not all(type(a) is bytes for a in argv):
+            raise BadEntry("entry holds a command that is not a list of bytes")
+    return entry[1], entry[2]
+
+
+def write_spec(name: bytes) -> CommandSpec:
+    spec = lookup(name) or INTERNAL.get(name)
+    if spec is None or not spec.write:
+        raise BadEntry(f"entry holds {name!r}, which is not a write command")
+    return spec
+
+
+class StateMachine:
+    """Applies entries, in index order, exactly once."""
+
+    __slots__ = ("applied_index", "keyspace")
+
+    def __init__(self, keyspace: Keyspace) -> None:
+        self.keyspace = keyspace
+        self.applied_index = 0
+
+    def apply(self, index: int, now_ms: int, commands: list[list[bytes]]) -> list[ReplyT]:
+        """Apply one entry's commands and return their replies, in order."""
+        if index != self.applied_index + 1:
+            raise RuntimeError(f"apply of index {index} after {self.applied_index}")
+        ks = self.keyspace
+        replies: list[ReplyT] = []
+        append = replies.append
+        for argv in commands:
+            spec = lookup(argv[0]) or INTERNAL[argv[0]]
+            try:
+                append(spec.handler(ks, argv, now_ms))  # type: ignore[call-arg]
+            except CommandError as exc:
+                append(exc.reply())
+        self.applied_index = index
+        return replies
+
+    def apply_payload(self, index: int, payload: bytes) -> None:
+        """Apply an entry read back from the log (replay, or a follower)."""
+        now_ms, commands = decode_entry(payload)
+        for argv in commands:
+            write_spec(argv[0])
+        self.apply(index, now_ms, commands)
+
+    def skip(self, index: int) -> None:
+        """Advance past an entry that changes no keys (a Raft no-op)."""
+        if index != self.applied_index + 1:
+            raise RuntimeError(f"skip of index {index} after {self.applied_index}")
+        self.applied_index = index

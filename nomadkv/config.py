@@ -1,0 +1,260 @@
+"""Configuration: one table of options drives the TOML file, the command-line
+flags, CONFIG GET/SET and the commented reference in conf/nomadkv.toml.
+
+Option names are Redis's where Redis has the option (``appendfsync``,
+``requirepass``, ``proto-max-bulk-len``), so CONFIG GET answers what Redis
+tools expect. A ``Config`` is frozen; CONFIG SET builds a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+LOGLEVELS = ("debug", "verbose", "notice", "warning")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _size(value: Any) -> int:
+    """Redis-style sizes: 1024, "64mb", "1gb"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    for suffix, factor in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("b", 1)):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * factor
+    if text.lstrip("-").isdigit():
+        return int(text)
+    raise ConfigError(f"not a size: {value!r}")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"not an integer: {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"not an integer: {value!r}") from None
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, (str, bytes)):
+        raise ConfigError(f"not a string: {value!r}")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _str(value).lower()
+        if text not in choices:
+            raise ConfigError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _str(value).lower()
+    if text in ("yes", "true", "1"):
+        return True
+    if text in ("no", "false", "0"):
+        return False
+    raise ConfigError(f"not yes/no: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # as in the TOML file, the command line (--name) and CONFIG GET
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    settable: bool = False  # CONFIG SET may change it at run time
+    minimum: int | None = None
+
+    @property
+    def field(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("bind", _str, "127.0.0.1", "Address for client connections (loopback by default)."),
+    Option("port", _int, 6379, "RESP port for clients.", minimum=0),
+    Option(
+        "http-port", _int, 3000, "HTTP sidecar port (REST, /metrics); 0 turns it off.", minimum=0
+    ),
+    Option("http-bind", _str, "", "Address of the HTTP sidecar; empty means the same as bind."),
+    Option("dir", _str, "./data", "Directory for the log and snapshots."),
+    Option(
+        "requirepass",
+        _str,
+        "",
+        "Password clients must give with AUTH (and the HTTP sidecar as a bearer token); "
+        "empty means none.",
+        settable=True,
+    ),
+    Option(
+        "appendfsync",
+        _choice(FSYNC_POLICIES),
+        "always",
+        "always: reply only after the write is fsync'd (group commit); everysec: fsync "
+        "once a second; no: leave it to the OS.",
+        settable=True,
+    ),
+    Option("maxclients", _int, 10000, "Most client connections at once.", settable=True, minimum=1),
+    Option(
+        "timeout",
+        _int,
+        0,
+        "Close a client idle for this many seconds; 0 never.",
+        settable=True,
+        minimum=0,
+    ),
+    Option(
+        "proto-max-bulk-len",
+        _size,
+        512 * 1024 * 1024,
+        "Largest bulk string a client may send.",
+        settable=True,
+        minimum=1024 * 1024,
+    ),
+    Option(
+        "client-query-buffer-limit",
+        _size,
+        1024 * 1024 * 1024,
+        "Largest unparsed input per client before it is disconnected.",
+        settable=True,
+        minimum=1024 * 1024,
+    ),
+    Option(
+        "client-output-buffer-limit-bytes",
+        _size,
+        256 * 1024 * 1024,
+        "Disconnect a client whose unsent replies pass this size (reading from it pauses "
+        "long before, at 1 MiB).",
+        settable=True,
+        minimum=1024 * 1024,
+    ),
+    Option(
+        "snapshot-after-log-bytes",
+        _size,
+        64 * 1024 * 1024,
+        "Take a snapshot (and truncate the log) once the log has grown this much.",
+        settable=True,
+        minimum=0,
+    ),
+    Option(
+        "snapshot-interval-seconds",
+        _int,
+        3600,
+        "Take a snapshot at least this often when anything changed; 0 never on time.",
+        settable=True,
+        minimum=0,
+    ),
+    Option(
+        "log-segment-bytes",
+        _size,
+        64 * 1024 * 1024,
+        "Size at which the log rolls over to a new segment file.",
+        minimum=4096,
+    ),
+    Option(
+        "loglevel",
+        _choice(LOGLEVELS),
+        "notice",
+        "debug, verbose, notice or warning.",
+        settable=True,
+    ),
+    Option("tcp-backlog", _int, 511, "Listen backlog of the client socket.", minimum=1),
+    Option("daemonize", _bool, False, "Accepted for Redis compatibility; must be no."),
+)
+
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    bind: str = "127.0.0.1"
+    port: int = 6379
+    http_port: int = 3000
+    http_bind: str = ""
+    dir: str = "./data"
+    requirepass: str = ""
+    appendfsync: str = "always"
+    maxclients: int = 10000
+    timeout: int = 0
+    proto_max_bulk_len: int = 512 * 1024 * 1024
+    client_query_buffer_limit: int = 1024 * 1024 * 1024
+    client_output_buffer_limit_bytes: int = 256 * 1024 * 1024
+    snapshot_after_log_bytes: int = 64 * 1024 * 1024
+    snapshot_interval_seconds: int = 3600
+    log_segment_bytes: int = 64 * 1024 * 1024
+    loglevel: str = "notice"
+    tcp_backlog: int = 511
+    daemonize: bool = False
+
+    def get(self, name: str) -> Any:
+        return getattr(self, OPTIONS_BY_NAME[name].field)
+
+    def with_values(self, values: dict[str, Any]) -> Config:
+        """A copy with ``values`` (option name -> raw value) parsed and checked."""
+        changes = {}
+        for name, raw in values.items():
+            option = OPTIONS_BY_NAME.get(name)
+            if option is None:
+                raise ConfigError(f"unknown option '{name}'")
+            try:
+                value = option.parse(raw)
+            except ConfigError as exc:
+                raise ConfigError(f"option '{name}': {exc}") from None
+            if option.minimum is not None and value < option.minimum:
+                raise ConfigError(f"option '{name}' must be at least {option.minimum}")
+            changes[option.field] = value
+        config = dataclasses.replace(self, **changes)
+        if config.daemonize:
+            raise ConfigError("daemonize yes is not supported: run under a process supervisor")
+        return config
+
+    @property
+    def http_address(self) -> str:
+        return self.http_bind or self.bind
+
+
+def load(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Defaults, then the TOML file, then command-line ``overrides``."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                values.update(tomllib.load(f))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config().with_values(values)
+
+
+def reference_toml() -> str:
+    """The commented reference file, every option at its default."""
+    lines = ["# NomadKV configuration: every option at its default.", ""]
+    for option in OPTIONS:
+        lines.append(f"# {option.help}")
+        default = option.default
+        if isinstance(default, bool):
+            text = "true" if default else "false"
+        elif isinstance(default, str):
+            text = f'"{default}"'
+        else:
+            text = str(default)
+        lines.append(f"{option.name} = {text}")
+        lines.append("")
+    return "\n".join(lines)

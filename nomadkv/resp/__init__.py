@@ -1,0 +1,1 @@
+"""Sans-IO RESP codec: requests in (``request``), replies out (``reply``)."""

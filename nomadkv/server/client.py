@@ -1,0 +1,342 @@
+"""One client connection: bytes in, commands through the gate, replies out.
+
+Owns the per-connection state and the hot path. Habits (STYLE.md): one
+``feed`` per read, drain every complete command, one write per batch of
+replies, pause reading when the peer does not read its replies.
+
+Replies leave in the order commands arrived. A write's reply comes when its
+entry commits, so while a connection has writes pending (``pending`` > 0),
+further writes are proposed right behind them but anything that would reply
+at once (a read, an error) waits in ``stash`` until they have committed: the
+read then sees the connection's own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import hiredis
+
+from nomadkv.commands.table import (
+    COMMANDS,
+    CommandError,
+    CommandSpec,
+    arity_error,
+    lookup,
+    unknown_command,
+)
+from nomadkv.resp.reply import Reply
+from nomadkv.resp.request import ProtocolError, QueryBufferExceeded, RequestParser
+
+if TYPE_CHECKING:
+    from nomadkv.server.node import Node
+
+log = logging.getLogger("nomadkv.client")
+
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+WRITE_BUFFER_HIGH = 1024 * 1024
+WRITE_BUFFER_LOW = 256 * 1024
+
+_client_ids = itertools.count(1)
+
+
+class Deferred:
+    """Returned by a handler whose reply comes later through ``deliver``."""
+
+    __slots__ = ()
+
+
+DEFERRED = Deferred()
+
+
+class Client(asyncio.Protocol):
+    """A RESP client connection; also the ``Session`` read handlers see."""
+
+    def __init__(self, node: Node) -> None:
+        config = node.config
+        self.node = node
+        self.keyspace = node.keyspace
+        self.authenticated = not config.requirepass
+        self.parser = RequestParser(
+            config.proto_max_bulk_len, config.client_query_buffer_limit, self.authenticated
+        )
+        self.transport: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.pending = 0
+        self.stash: list[bytes] | None = None
+        self.resp3 = False
+        self.now_ms = 0
+        self.id = next(_client_ids)
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.address = "?"
+        self.local_address = "?"
+        self.created = time.time()
+        self.last_interaction_ms = int(self.created * 1000)
+        self.last_command = b"NULL"
+        self.close_after_reply = False
+        self.closed = False
+        self.writing_paused = False
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  (uvloop's TCPTransport)
+        node = self.node
+        node.stats.connections_received += 1
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.address = f"{peer[0]}:{peer[1]}"
+        if isinstance(sock, tuple):
+            self.local_address = f"{sock[0]}:{sock[1]}"
+        if len(node.clients) >= node.config.maxclients:
+            node.stats.connections_rejected += 1
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closed = True
+            return
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)
+        node.clients[self.id] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.node.clients.pop(self.id, None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.now_ms = self.last_interaction_ms = int(time.time() * 1000)
+        self.node.stats.net_input_bytes += len(data)
+        try:
+            self.parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(str(exc))
+            return
+        except QueryBufferExceeded:
+            log.warning("closing client %s that reached max query buffer length", self.address)
+            self.close()
+            return
+        self.process()
+
+    # -- the gate ------------------------------------------------------------
+
+    def process(self) -> None:
+        """Run every buffered command that may run now, then send the replies."""
+        started = time.perf_counter()
+        gets = self.parser.gets
+        out = self.out
+        node = self.node
+        ran: list[CommandSpec] = []
+        while not self.closed:
+            argv = self.stash
+            if argv is not None:
+                self.stash = None
+            else:
+                try:
+                    argv = gets()
+                except hiredis.ProtocolError:
+                    self._protocol_error(self.parser.explain())
+                    return
+                if argv is False:
+                    break
+                if not argv:  # "*0" and "*-1" are ignored, as Redis does
+                    continue
+            spec = COMMANDS.get(argv[0]) or lookup(argv[0])
+            argc = len(argv)
+            if spec is None or not spec.write:
+                if self.pending:
+                    self.stash = argv
+                    break
+                if spec is None or not self.authenticated or spec.arity != argc:
+                    if spec is None or (
+                        argc != spec.arity if spec.arity > 0 else argc < -spec.arity
+                    ):
+                        out.append(self._rejected(spec, argv))
+                        continue
+                    if not self.authenticated and spec.needs_auth:
+                        out.append(self._rejected(spec, argv))
+                        continue
+                ran.append(spec)
+                try:
+                    reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
+                except CommandError as exc:
+                    spec.failed_calls += 1
+                    reply = exc.reply()
+                except Exception:
+                    reply = self._internal_error(spec, argv)
+                if reply.__class__ is bytes:
+                    out.append(reply)  # type: ignore[arg-type]
+                elif reply is DEFERRED:
+                    self.pending += 1
+                else:
+                    out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
+                continue
+            # A write: check it, make it deterministic, propose it.
+            if (
+                (argc != spec.arity if spec.arity > 0 else argc < -spec.arity)
+                or not self.authenticated
+                or spec.prepare is not None
+            ):
+                error = self._check_write(spec, argv)
+                if isinstance(error, bytes):
+                    if self.pending:
+                        self.stash = argv
+                        break
+                    out.append(error)
+                    continue
+                argv = error
+            ran.append(spec)
+            self.pending += 1
+            node.propose(self, argv)
+        if ran:
+            self._account(ran, time.perf_counter() - started)
+        if out:
+            self.flush()
+
+    def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | list[bytes]:
+        """The prepared argv of a write, or the error reply that rejects it."""
+        argc = len(argv)
+        if argc != spec.arity if spec.arity > 0 else argc < -spec.arity:
+            return self._rejected(spec, argv)
+        if not self.authenticated:
+            return self._rejected(spec, argv)
+        try:
+            return spec.prepare(argv, self.now_ms) if spec.prepare is not None else argv
+        except CommandError as exc:
+            spec.failed_calls += 1
+            return exc.reply()
+
+    def _rejected(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes:
+        # Redis's order: unknown command, then arity, then authentication.
+        if spec is None:
+            return unknown_command(argv)
+        spec.rejected_calls += 1
+        argc = len(argv)
+        if argc != spec.arity if spec.arity > 0 else argc < -spec.arity:
+            return arity_error(spec)
+        return NOAUTH
+
+    def _internal_error(self, spec: CommandSpec, argv: list[bytes]) -> bytes:
+        self.node.stats.unexpected_errors += 1
+        spec.failed_calls += 1
+        log.exception("internal error in %s (client %s)", spec.name, self.address)
+        return b"-ERR internal error\r\n"
+
+    def _account(self, ran: list[CommandSpec], elapsed_s: float) -> None:
+        share_us = elapsed_s * 1e6 / len(ran)
+        for spec in ran:
+            spec.calls += 1
+            spec.usec += share_us
+        self.last_command = ran[-1].name.encode()
+        stats = self.node.stats
+        stats.commands_processed += len(ran)
+        stats.latency.observe(elapsed_s / len(ran), len(ran))
+
+    # -- replies ---------------------------------------------------------------
+
+    def deliver(self, reply: bytes | Reply) -> None:
+        """A pending reply arrives (a committed write, a finished SAVE)."""
+        self.pending -= 1
+        if self.closed:
+            return
+        self.out.append(reply if reply.__class__ is bytes else reply.encode(self.resp3))  # type: ignore[union-attr]
+
+    def commit_done(self) -> None:
+        """After a batch of deliveries: send them, and run what waited for them."""
+        if self.closed:
+            return
+        if not self.pending and (self.stash is not None or self.parser.has_pending()):
+            self.process()
+        elif self.out:
+            self.flush()
+
+    def flush(self) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            self.out.clear()
+            return
+        data = b"".join(self.out)
+        self.out.clear()
+        self.node.stats.net_output_bytes += len(data)
+        transport.write(data)
+        if self.close_after_reply:
+            self.close()
+        elif (
+            self.writing_paused
+            and transport.get_write_buffer_size()
+            > self.node.config.client_output_buffer_limit_bytes
+        ):
+            log.warning("closing client %s: output buffer limit reached", self.address)
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.node.clients.pop(self.id, None)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _protocol_error(self, message: str) -> None:
+        self.node.stats.protocol_errors += 1
+        self.out.append(b"-ERR %b\r\n" % message.encode())
+        self.close_after_reply = True
+        self.flush()
+
+    # -- session ---------------------------------------------------------------
+
+    def authenticate(self, password: bytes) -> bool:
+        expected = self.node.config.requirepass.encode()
+        ok = bool(expected) and hmac.compare_digest(password, expected)
+        if ok:
+            self.authenticated = True
+            self.parser.authenticated = True
+        return ok
+
+    def info(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "id": self.id,
+            "addr": self.address,
+            "laddr": self.local_address,
+            "fd": -1,
+            "name": self.name.decode(errors="replace"),
+            "age": int(now - self.created),
+            "idle": int(now - self.last_interaction_ms / 1000),
+            "flags": "N",
+            "db": 0,
+            "sub": 0,
+            "psub": 0,
+            "ssub": 0,
+            "multi": -1,
+            "qbuf": 0,
+            "qbuf-free": 0,
+            "argv-mem": 0,
+            "multi-mem": 0,
+            "rbs": 0,
+            "rbp": 0,
+            "obl": 0,
+            "oll": 0,
+            "omem": 0,
+            "tot-mem": 0,
+            "events": "r",
+            "cmd": self.last_command.decode(errors="replace").lower(),
+            "user": "default",
+            "redir": -1,
+            "resp": 3 if self.resp3 else 2,
+            "lib-name": self.lib_name.decode(errors="replace"),
+            "lib-ver": self.lib_ver.decode(errors="replace"),
+        }

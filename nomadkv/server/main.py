@@ -1,0 +1,86 @@
+"""Process entry point of a node: loop, listeners, signals, orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import uvloop
+
+import nomadkv
+import nomadkv.server.admin
+from nomadkv.config import Config
+from nomadkv.server.client import Client
+from nomadkv.server.node import Node
+
+log = logging.getLogger("nomadkv")
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "verbose": logging.INFO,
+    "notice": logging.INFO,
+    "warning": logging.WARNING,
+}
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=_LOG_LEVELS[level],
+        format=f"{os.getpid()}:M %(asctime)s.%(msecs)03d %(levelname).1s %(name)s: %(message)s",
+        datefmt="%d %b %Y %H:%M:%S",
+    )
+
+
+async def serve(config: Config) -> None:
+    loop = asyncio.get_running_loop()
+    node = Node(config, loop)
+    node.recover()
+    stop = asyncio.Event()
+    node.request_shutdown = stop.set
+    servers = []
+    for address in config.bind.split():
+        servers.append(
+            await loop.create_server(
+                lambda: Client(node),
+                address,
+                config.port,
+                backlog=config.tcp_backlog,
+                reuse_address=True,
+            )
+        )
+    sidecar = None
+    if config.http_port:
+        from nomadkv.http.sidecar import start_sidecar
+
+        sidecar = await start_sidecar(node)
+    node.start_timers()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "NomadKV %s ready to accept connections on %s port %d (http %s), pid %d",
+        nomadkv.__version__,
+        config.bind,
+        config.port,
+        config.http_port or "off",
+        os.getpid(),
+    )
+    await stop.wait()
+    log.info("shutting down")
+    for server in servers:
+        server.close()
+    for client in list(node.clients.values()):
+        client.flush()
+    await node.shutdown()
+    for client in list(node.clients.values()):
+        client.close()
+    if sidecar is not None:
+        await sidecar.cleanup()
+    log.info("NomadKV is now ready to exit, bye bye")
+
+
+def run(config: Config) -> int:
+    configure_logging(config.loglevel)
+    uvloop.run(serve(config))
+    return 0

@@ -1,0 +1,1 @@
+"""Storage: the write-ahead log (``log``) and snapshots (``snapshot``). Files only."""

@@ -1,0 +1,33 @@
+"""Shared fixtures: real NomadKV nodes and a reference redis-server, on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from nomadkv.harness import ServerProcess, nomadkv_node, redis_server
+
+
+@pytest.fixture
+def node(tmp_path) -> Iterator[ServerProcess]:
+    """A fresh single node with default options (appendfsync always)."""
+    server = nomadkv_node(str(tmp_path / "node")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def r(node: ServerProcess) -> Iterator[redis.Redis]:
+    client = node.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> Iterator[ServerProcess]:
+    """One reference redis-server (Debian's 7.0) for differential tests."""
+    server = redis_server(str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
