@@ -4,16 +4,19 @@ Owns framing of what clients send: RESP multibulk (parsed by hiredis) and
 inline commands (``PING`` typed into telnet), and the limits Redis enforces
 on them. Pure: no I/O.
 
-hiredis allocates an array as soon as it reads the ``*N`` header and waits
-forever for a bulk of any announced length, so headers are checked here
-before hiredis sees them. The check stays off the hot path: a regular
-expression scans each chunk in C for numbers large enough to break a limit,
-and only then does a Python walk over the buffered frames decide exactly.
+Limits stay off the hot path. hiredis reads headers only when ``gets`` is
+called and never waits for more than the client sends, so an exact Python
+walk over the buffered frames runs only when something could break a limit:
+a buffered frame larger than ``proto-max-bulk-len`` (only then can one of its
+bulks be), a first header long enough to announce 10 million elements, or an
+unauthenticated client (whose limits are tiny). A header announcing a huge
+array that slips past this (later in a pipelined chunk) costs only address
+space: hiredis's list is calloc'd and its pages are touched as elements
+arrive, which the query buffer limit bounds; a failed allocation surfaces as
+MemoryError and closes that connection.
 """
 
 from __future__ import annotations
-
-import re
 
 import hiredis
 
@@ -113,10 +116,8 @@ class RequestParser:
     """
 
     __slots__ = (
-        "_boundary",
         "_inline",
         "_reader",
-        "_suspect",
         "_tail",
         "_tail_len",
         "authenticated",
@@ -138,9 +139,6 @@ class RequestParser:
         # boundary, so the limit walk can find every header in them.
         self._tail: list[bytes] = []
         self._tail_len = 0
-        self._boundary = b""
-        digits = min(len(str(max_bulk_len)), len(str(MULTIBULK_MAX_LEN)))
-        self._suspect = re.compile(rb"[*$](?:-|\d{%d,})" % digits)
 
     def has_pending(self) -> bool:
         """True while a partial (or an undrained) request is buffered."""
@@ -150,23 +148,21 @@ class RequestParser:
         """Buffer ``data``; raises ProtocolError or QueryBufferExceeded."""
         reader = self._reader
         if not reader.has_data():
-            if self._inline or data[:1] != b"*":
+            if self._inline or data[0] != 0x2A:  # not '*': an inline command
                 self._feed_inline(data)
                 return
             self._tail = [data]
-            self._tail_len = len(data)
+            self._tail_len = size = len(data)
+            # A first header of 8+ characters announces 10 million elements or more.
+            if size > self.max_bulk_len or not self.authenticated or data.find(b"\r", 0, 9) < 0:
+                self._check_limits()
         else:
             self._tail.append(data)
             self._tail_len += len(data)
             if self._tail_len > self.max_query_buffer:
                 raise QueryBufferExceeded
-        if (
-            not self.authenticated
-            or self._suspect.search(data) is not None
-            or self._suspect.search(self._boundary + data[:24]) is not None
-        ):
-            self._check_limits()
-        self._boundary = data[-24:]
+            if self._tail_len > self.max_bulk_len or not self.authenticated:
+                self._check_limits()
         reader.feed(data)
 
     def _feed_inline(self, data: bytes) -> None:

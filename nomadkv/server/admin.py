@@ -8,14 +8,11 @@ and the arity tests treat them alike.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from nomadkv import __version__
 from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, register
 from nomadkv.resp.reply import OK, PONG, Map, bulk, integer
-
-if TYPE_CHECKING:
-    from nomadkv.server.client import Client
+from nomadkv.server.client import Client, CloseConnection
 
 REDIS_VERSION = "7.0.15"  # the Redis release whose behaviour NomadKV follows
 
@@ -34,8 +31,7 @@ def cmd_echo(ctx: Client, argv: list[bytes]) -> ReplyT:
 
 def cmd_quit(ctx: Client, argv: list[bytes]) -> ReplyT:
     """QUIT"""
-    ctx.close_after_reply = True
-    return OK
+    raise CloseConnection(OK)
 
 
 def cmd_select(ctx: Client, argv: list[bytes]) -> ReplyT:

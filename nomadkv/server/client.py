@@ -18,6 +18,9 @@ import hmac
 import itertools
 import logging
 import time
+from itertools import chain
+from time import perf_counter as _perf_counter
+from time import time as _time
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -43,6 +46,15 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
 
 _client_ids = itertools.count(1)
+_COMMANDS_GET = COMMANDS.get
+
+
+class CloseConnection(Exception):
+    """Raised by a handler (QUIT) to send ``reply`` and then close the connection."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__()
+        self.reply = reply
 
 
 class Deferred:
@@ -79,7 +91,9 @@ class Client(asyncio.Protocol):
         self.local_address = "?"
         self.created = time.time()
         self.last_interaction_ms = int(self.created * 1000)
-        self.last_command = b"NULL"
+        self.last_spec: CommandSpec | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.close_after_reply = False
         self.closed = False
         self.writing_paused = False
@@ -107,7 +121,10 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.node.clients.pop(self.id, None)
+        node = self.node
+        node.clients.pop(self.id, None)
+        node.stats.net_input_bytes += self.bytes_in
+        node.stats.net_output_bytes += self.bytes_out
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -120,8 +137,8 @@ class Client(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.now_ms = self.last_interaction_ms = int(time.time() * 1000)
-        self.node.stats.net_input_bytes += len(data)
+        self.now_ms = self.last_interaction_ms = int(_time() * 1000)
+        self.bytes_in += len(data)
         try:
             self.parser.feed(data)
         except ProtocolError as exc:
@@ -136,100 +153,109 @@ class Client(asyncio.Protocol):
     # -- the gate ------------------------------------------------------------
 
     def process(self) -> None:
-        """Run every buffered command that may run now, then send the replies."""
-        started = time.perf_counter()
-        gets = self.parser.gets
+        """Run every buffered command that may run now, then send the replies.
+
+        The hot path: per command one hiredis ``gets``, one table lookup, the
+        arity test and the handler. Everything unusual (errors, auth, a
+        command that must wait) leaves through a slower branch.
+        """
+        started = _perf_counter()
         out = self.out
-        node = self.node
         ran: list[CommandSpec] = []
-        while not self.closed:
-            argv = self.stash
-            if argv is not None:
-                self.stash = None
-            else:
-                try:
-                    argv = gets()
-                except hiredis.ProtocolError:
-                    self._protocol_error(self.parser.explain())
-                    return
-                if argv is False:
-                    break
+        node = self.node
+        proposed = node.proposed
+        waiters = node.waiters
+        proposed_before = len(proposed)
+        commands = iter(self.parser.gets, False)
+        if self.stash is not None:
+            commands = chain((self.stash,), commands)
+            self.stash = None
+        try:
+            for argv in commands:
                 if not argv:  # "*0" and "*-1" are ignored, as Redis does
                     continue
-            spec = COMMANDS.get(argv[0]) or lookup(argv[0])
-            argc = len(argv)
-            if spec is None or not spec.write:
-                if self.pending:
-                    self.stash = argv
-                    break
-                if spec is None or not self.authenticated or spec.arity != argc:
-                    if spec is None or (
-                        argc != spec.arity if spec.arity > 0 else argc < -spec.arity
-                    ):
-                        out.append(self._rejected(spec, argv))
-                        continue
-                    if not self.authenticated and spec.needs_auth:
-                        out.append(self._rejected(spec, argv))
-                        continue
-                ran.append(spec)
-                try:
-                    reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
-                except CommandError as exc:
-                    spec.failed_calls += 1
-                    reply = exc.reply()
-                except Exception:
-                    reply = self._internal_error(spec, argv)
-                if reply.__class__ is bytes:
-                    out.append(reply)  # type: ignore[arg-type]
-                elif reply is DEFERRED:
-                    self.pending += 1
-                else:
-                    out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
-                continue
-            # A write: check it, make it deterministic, propose it.
-            if (
-                (argc != spec.arity if spec.arity > 0 else argc < -spec.arity)
-                or not self.authenticated
-                or spec.prepare is not None
-            ):
-                error = self._check_write(spec, argv)
-                if isinstance(error, bytes):
+                spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
+                argc = len(argv)
+                if spec is None or not spec.write:
                     if self.pending:
                         self.stash = argv
                         break
-                    out.append(error)
+                    if spec is None or spec.arity != argc or not self.authenticated:
+                        error = self._gate(spec, argv)
+                        if error is not None:
+                            out.append(error)
+                            continue
+                    ran.append(spec)
+                    try:
+                        reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
+                    except CommandError as exc:
+                        spec.failed_calls += 1
+                        reply = exc.reply()
+                    except CloseConnection as exc:
+                        out.append(exc.reply)
+                        self.close_after_reply = True
+                        break
+                    except Exception:
+                        reply = self._internal_error(spec, argv)
+                    if reply.__class__ is bytes:
+                        out.append(reply)  # type: ignore[arg-type]
+                    elif reply is DEFERRED:
+                        self.pending += 1
+                    else:
+                        out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
                     continue
-                argv = error
-            ran.append(spec)
-            self.pending += 1
-            node.propose(self, argv)
+                # A write: check it, make it deterministic, propose it.
+                if spec.prepare is not None or spec.arity != argc or not self.authenticated:
+                    checked = self._check_write(spec, argv)
+                    if checked.__class__ is bytes:
+                        if self.pending:
+                            self.stash = argv
+                            break
+                        out.append(checked)  # type: ignore[arg-type]
+                        continue
+                    ran.append(spec)
+                    self.pending += 1
+                    proposed.append(checked)  # type: ignore[arg-type]
+                    waiters.append(self)
+                    continue
+                ran.append(spec)
+                self.pending += 1
+                proposed.append(argv)
+                waiters.append(self)
+        except (hiredis.ProtocolError, MemoryError):
+            self._protocol_error(self.parser.explain())
+            return
+        if len(proposed) != proposed_before:
+            node.schedule_flush()
         if ran:
-            self._account(ran, time.perf_counter() - started)
+            self._account(ran, _perf_counter() - started)
         if out:
             self.flush()
 
-    def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | list[bytes]:
-        """The prepared argv of a write, or the error reply that rejects it."""
+    def _gate(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes | None:
+        """The error reply that rejects a read before its handler runs, if any.
+        Redis's order: unknown command, then arity, then authentication."""
+        if spec is None:
+            return unknown_command(argv)
         argc = len(argv)
         if argc != spec.arity if spec.arity > 0 else argc < -spec.arity:
-            return self._rejected(spec, argv)
-        if not self.authenticated:
-            return self._rejected(spec, argv)
+            spec.rejected_calls += 1
+            return arity_error(spec)
+        if not self.authenticated and spec.needs_auth:
+            spec.rejected_calls += 1
+            return NOAUTH
+        return None
+
+    def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | list[bytes]:
+        """The prepared argv of a write, or the error reply that rejects it."""
+        error = self._gate(spec, argv)
+        if error is not None:
+            return error
         try:
             return spec.prepare(argv, self.now_ms) if spec.prepare is not None else argv
         except CommandError as exc:
             spec.failed_calls += 1
             return exc.reply()
-
-    def _rejected(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes:
-        # Redis's order: unknown command, then arity, then authentication.
-        if spec is None:
-            return unknown_command(argv)
-        spec.rejected_calls += 1
-        argc = len(argv)
-        if argc != spec.arity if spec.arity > 0 else argc < -spec.arity:
-            return arity_error(spec)
-        return NOAUTH
 
     def _internal_error(self, spec: CommandSpec, argv: list[bytes]) -> bytes:
         self.node.stats.unexpected_errors += 1
@@ -238,14 +264,16 @@ class Client(asyncio.Protocol):
         return b"-ERR internal error\r\n"
 
     def _account(self, ran: list[CommandSpec], elapsed_s: float) -> None:
-        share_us = elapsed_s * 1e6 / len(ran)
+        """Count the batch's commands; its time is shared evenly among them."""
+        count = len(ran)
+        share_us = elapsed_s * 1e6 / count
         for spec in ran:
             spec.calls += 1
             spec.usec += share_us
-        self.last_command = ran[-1].name.encode()
+        self.last_spec = ran[-1]
         stats = self.node.stats
-        stats.commands_processed += len(ran)
-        stats.latency.observe(elapsed_s / len(ran), len(ran))
+        stats.commands_processed += count
+        stats.latency.observe(elapsed_s / count, count)
 
     # -- replies ---------------------------------------------------------------
 
@@ -267,12 +295,13 @@ class Client(asyncio.Protocol):
 
     def flush(self) -> None:
         transport = self.transport
+        out = self.out
         if transport is None or self.closed:
-            self.out.clear()
+            out.clear()
             return
-        data = b"".join(self.out)
-        self.out.clear()
-        self.node.stats.net_output_bytes += len(data)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.bytes_out += len(data)
         transport.write(data)
         if self.close_after_reply:
             self.close()
@@ -333,7 +362,7 @@ class Client(asyncio.Protocol):
             "omem": 0,
             "tot-mem": 0,
             "events": "r",
-            "cmd": self.last_command.decode(errors="replace").lower(),
+            "cmd": self.last_spec.name if self.last_spec is not None else "NULL",
             "user": "default",
             "redir": -1,
             "resp": 3 if self.resp3 else 2,

@@ -75,9 +75,11 @@ class Node:
         self.clients: dict[int, Client] = {}
         self.started_at = time.time()
         self.shutting_down = False
-        # Commands proposed during this loop turn and who waits for each reply.
-        self._proposed: list[list[bytes]] = []
-        self._waiters: list[Client | None] = []
+        # Commands proposed during this loop turn and who waits for each reply;
+        # clients append to these lists directly (the hot path), then call
+        # schedule_flush(). They are emptied in place, never replaced.
+        self.proposed: list[list[bytes]] = []
+        self.waiters: list[Client | None] = []
         self._flush_scheduled = False
         self._last_entry_ms = 0
         # Entries written but not yet committed: (index, now_ms, commands, waiters).
@@ -167,18 +169,23 @@ class Node:
 
     def propose(self, client: Client | None, argv: list[bytes]) -> None:
         """Queue a prepared write; its reply goes to ``client.deliver`` once committed."""
-        self._proposed.append(argv)
-        self._waiters.append(client)
+        self.proposed.append(argv)
+        self.waiters.append(client)
+        self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Write this loop turn's proposals as one entry once the turn's reads are done."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        commands, waiters = self._proposed, self._waiters
-        if not commands:
+        if not self.proposed:
             return
-        self._proposed, self._waiters = [], []
+        commands, waiters = self.proposed[:], self.waiters[:]
+        self.proposed.clear()
+        self.waiters.clear()
         now_ms = max(wall_ms(), self._last_entry_ms)
         self._last_entry_ms = now_ms
         index = self.log.last_index + 1
