@@ -52,7 +52,7 @@ class Histogram:
 
 class Stats:
     __slots__ = (
-        "commands_processed",
+        "commands_timed",
         "connections_received",
         "connections_rejected",
         "expired_keys",
@@ -69,7 +69,7 @@ class Stats:
     )
 
     def __init__(self) -> None:
-        self.commands_processed = 0
+        self.commands_timed = 0
         self.connections_received = 0
         self.connections_rejected = 0
         self.expired_keys = 0
@@ -81,7 +81,8 @@ class Stats:
         self.protocol_errors = 0
         self.snapshots = 0
         self.unexpected_errors = 0
-        # Time a command spends in the server, measured per batch of commands read
-        # together and shared among them; writes add their wait for the commit.
+        # Time a command spends in the server, measured on a sample of the batches
+        # of commands read together and shared among them (counts scaled to the
+        # whole); writes also record their wait for the commit, every entry.
         self.latency = Histogram()
         self.write_latency = Histogram()
