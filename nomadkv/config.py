@@ -177,6 +177,65 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("tcp-backlog", _int, 511, "Listen backlog of the client socket.", minimum=1),
     Option("daemonize", _bool, False, "Accepted for Redis compatibility; must be no."),
+    # -- cluster mode (a shard group replicated by Raft) -------------------------------------
+    Option(
+        "node-id",
+        _int,
+        0,
+        "This node's id in the cluster (a positive integer); 0 runs a standalone node.",
+        minimum=0,
+    ),
+    Option(
+        "peers",
+        _str,
+        "",
+        "Every founding voting member, this node included, as ID@HOST:BUSPORT,... "
+        "(like etcd's --initial-cluster). A member's client port is its bus port - 10000.",
+    ),
+    Option(
+        "cluster-secret",
+        _str,
+        "",
+        "Shared secret peers prove on the cluster bus; required in cluster mode.",
+    ),
+    Option(
+        "cluster-port",
+        _int,
+        0,
+        "Cluster bus port; 0 means the client port + 10000 (as Redis Cluster).",
+        minimum=0,
+    ),
+    Option(
+        "cluster-join",
+        _bool,
+        False,
+        "Start empty and wait to be added with CLUSTER MEET instead of bootstrapping from "
+        "--peers.",
+    ),
+    Option(
+        "proxy-to-leader",
+        _bool,
+        False,
+        "On a follower, forward commands to the leader and relay its reply instead of "
+        "answering -MOVED (for clients that do not speak Redis Cluster).",
+        settable=True,
+    ),
+    Option("raft-tick-ms", _int, 50, "Length of one Raft tick.", minimum=1),
+    Option(
+        "raft-election-ticks",
+        _int,
+        10,
+        "Election timeout in ticks (randomized between 1x and 2x).",
+        minimum=3,
+    ),
+    Option("raft-heartbeat-ticks", _int, 2, "Leader heartbeat interval in ticks.", minimum=1),
+    Option(
+        "raft-lease-reads",
+        _bool,
+        False,
+        "Serve linearizable reads from a leader lease instead of a ReadIndex round; assumes "
+        "clocks that drift by less than one tick per election timeout (docs/raft.md).",
+    ),
 )
 
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
@@ -202,6 +261,16 @@ class Config:
     loglevel: str = "notice"
     tcp_backlog: int = 511
     daemonize: bool = False
+    node_id: int = 0
+    peers: str = ""
+    cluster_secret: str = ""
+    cluster_port: int = 0
+    cluster_join: bool = False
+    proxy_to_leader: bool = False
+    raft_tick_ms: int = 50
+    raft_election_ticks: int = 10
+    raft_heartbeat_ticks: int = 2
+    raft_lease_reads: bool = False
 
     def get(self, name: str) -> Any:
         return getattr(self, OPTIONS_BY_NAME[name].field)
@@ -223,11 +292,41 @@ class Config:
         config = dataclasses.replace(self, **changes)
         if config.daemonize:
             raise ConfigError("daemonize yes is not supported: run under a process supervisor")
+        if config.node_id:
+            if not config.cluster_secret:
+                raise ConfigError("cluster mode (node-id) needs a cluster-secret")
+            peers = config.peer_addresses()
+            if not config.cluster_join and config.node_id not in peers:
+                raise ConfigError(f"peers must list this node (id {config.node_id})")
+            if config.raft_heartbeat_ticks >= config.raft_election_ticks:
+                raise ConfigError("raft-heartbeat-ticks must be below raft-election-ticks")
         return config
 
     @property
     def http_address(self) -> str:
         return self.http_bind or self.bind
+
+    @property
+    def bus_port(self) -> int:
+        return self.cluster_port or self.port + 10000
+
+    @property
+    def cluster_enabled(self) -> bool:
+        return self.node_id > 0
+
+    def peer_addresses(self) -> dict[int, tuple[str, int]]:
+        """``peers`` parsed: raft id -> (host, bus port)."""
+        found: dict[int, tuple[str, int]] = {}
+        for item in filter(None, (p.strip() for p in self.peers.split(","))):
+            try:
+                ident, address = item.split("@", 1)
+                host, port = address.rsplit(":", 1)
+                found[int(ident)] = (host, int(port))
+            except ValueError:
+                raise ConfigError(f"peers: '{item}' is not ID@HOST:BUSPORT") from None
+        if any(ident <= 0 for ident in found):
+            raise ConfigError("peers: node ids must be positive")
+        return found
 
 
 def load(path: str | None, overrides: dict[str, Any]) -> Config:

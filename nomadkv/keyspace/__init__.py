@@ -163,6 +163,14 @@ class Keyspace:
             return False
         return self.delete(key)
 
+    def adopt(self, other: Keyspace) -> None:
+        """Take over ``other``'s contents (an installed snapshot), keeping this object,
+        which connections and the state machine hold on to."""
+        self.data = other.data
+        self.expires = other.expires
+        self._deadline_heap = other._deadline_heap
+        self.expired_seen = set()
+
     def flush(self) -> None:
         self.data.clear()
         self.expires.clear()

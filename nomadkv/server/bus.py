@@ -9,9 +9,10 @@ messages); the bus only frames, authenticates and moves them.
   own outgoing messages; what it receives arrives on connections the peers
   dialled. One direction per connection keeps ordering per sender simple.
 - Authentication is a challenge-response on the cluster secret: the
-  acceptor sends a random nonce, the dialler answers with its node id and
-  HMAC-SHA256(secret, nonce | node id). The secret never crosses the wire;
-  a peer without it is disconnected before any message is read.
+  acceptor sends a random nonce, the dialler answers with its node id, its
+  advertised address and HMAC-SHA256(secret, nonce | node id | address).
+  The secret never crosses the wire; a peer without it is disconnected
+  before any message is read.
 - Outgoing connections bind their source address to the node's own bind
   address (as Redis's ``bind-source-addr``), so per-address firewall rules
   can cut nodes of one machine apart.
@@ -41,8 +42,9 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAX_HANDSHAKE_BYTES = 4096
 
 
-def proof(secret: bytes, nonce: bytes, node_id: bytes) -> bytes:
-    return hmac.new(secret, nonce + b"|" + node_id, hashlib.sha256).hexdigest().encode()
+def proof(secret: bytes, nonce: bytes, node_id: bytes, advertise: bytes) -> bytes:
+    message = b"|".join((nonce, node_id, advertise))
+    return hmac.new(secret, message, hashlib.sha256).hexdigest().encode()
 
 
 def frame(name: bytes, *fields: bytes) -> bytes:
@@ -98,10 +100,10 @@ class _Inbound(asyncio.Protocol):
         bus = self.bus
         if (
             not isinstance(item, list)
-            or len(item) != 3
+            or len(item) != 4
             or item[0] != b"AUTH"
             or not all(isinstance(field, bytes) for field in item)
-            or not hmac.compare_digest(item[2], proof(bus.secret, self.nonce, item[1]))
+            or not hmac.compare_digest(item[2], proof(bus.secret, self.nonce, item[1], item[3]))
         ):
             bus.auth_failures += 1
             self._drop("failed authentication")
@@ -110,6 +112,8 @@ class _Inbound(asyncio.Protocol):
         if self.handshake_timer is not None:
             self.handshake_timer.cancel()
             self.handshake_timer = None
+        if item[3]:
+            bus.on_address(item[1], item[3])
         return True
 
     def _drop(self, why: str) -> None:
@@ -146,7 +150,8 @@ class _Outbound(asyncio.Protocol):
         bus = self.link.bus
         if self.transport is None:
             return
-        self.transport.write(frame(b"AUTH", bus.node_id, proof(bus.secret, item[1], bus.node_id)))
+        token = proof(bus.secret, item[1], bus.node_id, bus.advertise)
+        self.transport.write(frame(b"AUTH", bus.node_id, token, bus.advertise))
         self.ready = True
         self.link.connected(self)
 
@@ -250,12 +255,18 @@ class PeerBus:
         secret: bytes,
         on_message: Callable[[bytes, bytes], None],
         source_host: str = "",
+        advertise: bytes = b"",
+        on_address: Callable[[bytes, bytes], None] = lambda peer, address: None,
     ) -> None:
         self.loop = loop
         self.node_id = node_id
         self.secret = secret
         self.on_message = on_message
         self.source_host = source_host
+        # Sent (authenticated) in the handshake, so that a peer that never heard
+        # of this node, one that joined later, can dial back.
+        self.advertise = advertise
+        self.on_address = on_address
         self.links: dict[bytes, _PeerLink] = {}
         self.inbound: set[_Inbound] = set()
         self.server: asyncio.AbstractServer | None = None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import hiredis
 
+from nomadkv.cluster.slots import slot_of_keys
 from nomadkv.commands.table import (
     COMMANDS,
     CommandError,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("nomadkv.client")
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
+CROSSSLOT = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+READ_INDEX = object()  # _gate's verdict: queue the read for a ReadIndex round
 WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
 
@@ -97,7 +100,10 @@ class Client(asyncio.Protocol):
         "out",
         "parser",
         "pending",
+        "pending_reads",
+        "readonly",
         "resp3",
+        "routed",
         "stash",
         "transport",
         "writing_paused",
@@ -114,6 +120,11 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
         self.pending = 0
+        # True while the pending replies are linearizable reads (cluster mode): reads
+        # may queue behind reads, and writes behind writes, never one behind the other.
+        self.pending_reads = False
+        self.routed = config.cluster_enabled
+        self.readonly = False
         self.stash: list[bytes] | None = None
         self.resp3 = False
         self.now_ms = 0
@@ -212,14 +223,26 @@ class Client(asyncio.Protocol):
                 spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
                 argc = len(argv)
                 if spec is None or not spec.write:
-                    if self.pending:
+                    if spec is None or spec.arity != argc or not self.authenticated or self.routed:
+                        verdict = self._gate(spec, argv)
+                        if verdict is READ_INDEX:  # cluster mode: a linearizable read
+                            if self.pending and not self.pending_reads:
+                                self.stash = argv
+                                break
+                            spec.calls += 1  # type: ignore[union-attr]
+                            self.pending += 1
+                            self.pending_reads = True
+                            node.read(self, spec, argv)  # type: ignore[attr-defined,arg-type]
+                            continue
+                        if self.pending:
+                            self.stash = argv
+                            break
+                        if verdict is not None:
+                            out.append(verdict)  # type: ignore[arg-type]
+                            continue
+                    elif self.pending:
                         self.stash = argv
                         break
-                    if spec is None or spec.arity != argc or not self.authenticated:
-                        error = self._gate(spec, argv)
-                        if error is not None:
-                            out.append(error)
-                            continue
                     spec.calls += 1
                     if timed:
                         ran.append(spec)
@@ -242,7 +265,15 @@ class Client(asyncio.Protocol):
                         out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
                     continue
                 # A write: check it, make it deterministic, propose it.
-                if spec.prepare is not None or spec.arity != argc or not self.authenticated:
+                if self.pending_reads and self.pending:
+                    self.stash = argv
+                    break
+                if (
+                    spec.prepare is not None
+                    or spec.arity != argc
+                    or not self.authenticated
+                    or self.routed
+                ):
                     checked = self._check_write(spec, argv)
                     if checked.__class__ is bytes:
                         if self.pending:
@@ -269,9 +300,10 @@ class Client(asyncio.Protocol):
         if out:
             self.flush()
 
-    def _gate(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes | None:
-        """The error reply that rejects a read before its handler runs, if any.
-        Redis's order: unknown command, then arity, then authentication."""
+    def _gate(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes | object | None:
+        """What stops a command before its handler runs: an error reply, READ_INDEX
+        (cluster mode: run it once a ReadIndex round confirms), or None (run it).
+        Redis's order: unknown command, arity, authentication, cluster routing."""
         if spec is None:
             return unknown_command(argv)
         argc = len(argv)
@@ -281,13 +313,47 @@ class Client(asyncio.Protocol):
         if not self.authenticated and spec.needs_auth:
             spec.rejected_calls += 1
             return NOAUTH
+        if self.routed:
+            return self._route(spec, argv)
         return None
+
+    def _route(self, spec: CommandSpec, argv: list[bytes]) -> bytes | object | None:
+        """Cluster routing, as Redis Cluster does it: keys in several slots are
+        -CROSSSLOT; writes go to the leader (else -MOVED, or -CLUSTERDOWN when
+        there is none); reads on the leader are linearizable (READ_INDEX); a
+        READONLY connection reads whichever replica it is on, stale by design."""
+        node: Any = self.node
+        keys = spec.keys.keys(argv)
+        if len(keys) > 1 and slot_of_keys(keys) is None:
+            spec.rejected_calls += 1
+            return CROSSSLOT
+        if not keys and not spec.write:
+            return None  # keyless: PING, INFO, CLUSTER, DBSIZE, SCAN... answer locally
+        if node.is_leader:
+            return None if spec.write or self.readonly else READ_INDEX
+        if self.readonly and not spec.write:
+            return None
+        spec.rejected_calls += 1
+        return node.redirect_error(keys[0] if keys else None)
+
+    def run_read(self, spec: CommandSpec, argv: list[bytes]) -> bytes:
+        """Run a read handler now and encode its reply (a released linearizable read)."""
+        try:
+            reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
+        except CommandError as exc:
+            spec.failed_calls += 1
+            return exc.reply()
+        except Exception:
+            return self._internal_error(spec, argv)
+        if reply.__class__ is bytes:
+            return reply  # type: ignore[return-value]
+        return reply.encode(self.resp3)  # type: ignore[union-attr]
 
     def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | list[bytes]:
         """The prepared argv of a write, or the error reply that rejects it."""
         error = self._gate(spec, argv)
         if error is not None:
-            return error
+            return error  # type: ignore[return-value]
         try:
             return spec.prepare(argv, self.now_ms) if spec.prepare is not None else argv
         except CommandError as exc:
@@ -315,8 +381,10 @@ class Client(asyncio.Protocol):
     # -- replies ---------------------------------------------------------------
 
     def deliver(self, reply: bytes | Reply) -> None:
-        """A pending reply arrives (a committed write, a finished SAVE)."""
+        """A pending reply arrives (a committed write, a released read, a finished SAVE)."""
         self.pending -= 1
+        if not self.pending:
+            self.pending_reads = False
         if self.closed:
             return
         self.out.append(reply if reply.__class__ is bytes else reply.encode(self.resp3))  # type: ignore[union-attr]

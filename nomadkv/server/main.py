@@ -10,9 +10,11 @@ import signal
 import uvloop
 
 import nomadkv
-import nomadkv.server.admin
+import nomadkv.server.admin  # registers the server commands
+import nomadkv.server.cluster_commands  # registers CLUSTER, READONLY, READWRITE, ASKING
 from nomadkv.config import Config
 from nomadkv.server.client import Client
+from nomadkv.server.cluster_node import ClusterNode
 from nomadkv.server.node import Node
 
 log = logging.getLogger("nomadkv")
@@ -35,7 +37,7 @@ def configure_logging(level: str) -> None:
 
 async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
-    node = Node(config, loop)
+    node = ClusterNode(config, loop) if config.cluster_enabled else Node(config, loop)
     node.recover()
     stop = asyncio.Event()
     node.request_shutdown = stop.set
@@ -55,6 +57,8 @@ async def serve(config: Config) -> None:
         from nomadkv.http.sidecar import start_sidecar
 
         sidecar = await start_sidecar(node)
+    if isinstance(node, ClusterNode):
+        await node.start_cluster()
     node.start_timers()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

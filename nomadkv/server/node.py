@@ -61,6 +61,16 @@ class SnapshotInProgress(Exception):
     pass
 
 
+def load_snapshot(path: str) -> tuple[dict[str, Any], Keyspace]:
+    """A snapshot file's metadata and the keyspace it holds; raises CorruptSnapshot."""
+    keyspace = Keyspace()
+    meta, chunks = read_snapshot(path)
+    for kind, chunk in chunks:
+        keyspace.restore_chunk(kind, chunk)
+    keyspace.rebuild_deadline_heap()
+    return meta, keyspace
+
+
 class Node:
     """One NomadKV node: a keyspace behind a durable log."""
 
@@ -108,15 +118,11 @@ class Node:
         """Load the newest valid snapshot, then replay the log after it."""
         started = time.perf_counter()
         for index, path in list_snapshots(self.snapshot_dir):
-            keyspace = Keyspace()
             try:
-                meta, chunks = read_snapshot(path)
-                for kind, chunk in chunks:
-                    keyspace.restore_chunk(kind, chunk)
+                meta, keyspace = load_snapshot(path)
             except CorruptSnapshot as exc:
                 log.warning("skipping damaged snapshot %s: %s", path, exc)
                 continue
-            keyspace.rebuild_deadline_heap()
             self.keyspace = keyspace
             self.machine = StateMachine(keyspace)
             self.machine.applied_index = index
@@ -303,6 +309,7 @@ class Node:
         if on_done is not None:
             self._snapshot_waiters.append(on_done)
         index = self.machine.applied_index
+        term, meta = self.snapshot_meta(index)
         self.log.roll()
         started = time.perf_counter()
         pid = os.fork()
@@ -310,11 +317,7 @@ class Node:
             status = 1
             try:
                 write_snapshot(
-                    self.snapshot_dir,
-                    index,
-                    TERM,
-                    self.keyspace.snapshot_chunks(),
-                    {"created_ms": wall_ms(), "keys": len(self.keyspace)},
+                    self.snapshot_dir, index, term, self.keyspace.snapshot_chunks(), meta
                 )
                 status = 0
             finally:
@@ -322,6 +325,14 @@ class Node:
         pidfd = os.pidfd_open(pid)
         self._snapshot_child = (pid, pidfd, index, started)
         self.loop.add_reader(pidfd, self._snapshot_child_exited)
+
+    def snapshot_meta(self, index: int) -> tuple[int, dict[str, Any]]:
+        """The term of entry ``index`` and the metadata a snapshot of it records."""
+        return TERM, {"created_ms": wall_ms(), "keys": len(self.keyspace)}
+
+    def snapshot_written(self, index: int) -> None:
+        """A snapshot of ``index`` is durable: drop the log it covers."""
+        self.log.compact(index)
 
     def _snapshot_child_exited(self) -> None:
         if self._snapshot_child is None:
@@ -338,7 +349,7 @@ class Node:
             self.snapshot_index = index
             self.last_snapshot_at = time.time()
             self.stats.snapshots += 1
-            self.log.compact(index)
+            self.snapshot_written(index)
             self._log_bytes_at_snapshot = self.log.size_bytes
             prune(self.snapshot_dir)
             log.info("snapshot at index %d written in %.2f s", index, self.last_snapshot_seconds)

@@ -66,6 +66,24 @@ def write_snapshot(
     return path
 
 
+def write_bytes_atomically(path: str, data: bytes) -> None:
+    """Store a snapshot received whole (from a Raft leader) under ``path``: written to a
+    temporary name, fsync'd, renamed, directory fsync'd."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def list_snapshots(directory: str) -> list[tuple[int, str]]:
     """(index, path) of every complete snapshot, newest first."""
     if not os.path.isdir(directory):

@@ -1,0 +1,595 @@
+"""A node in cluster mode: the keyspace replicated by a Raft group.
+
+Owns the Ready loop that drives ``nomadkv.raft.RawNode`` for real: ticks on
+a timer, messages from the bus, durable storage, applying committed entries
+and releasing linearizable reads. Everything else (connections, the command
+table, snapshots by fork) is the standalone ``Node``'s.
+
+The Ready loop, in the order the Raft core requires:
+
+1. persist: install a snapshot, append entries, write the hard state; fsync
+   (on a worker thread) when the Ready says so and appendfsync is always;
+2. send messages. A leader sends right away, while its own fsync runs
+   (Raft thesis §10.2.1): an entry counts as committed only once a later
+   Ready, which exists only after this fsync, reports it, so the leader's
+   own copy is durable before anything is applied or acknowledged.
+   Followers send after the fsync, since their acknowledgements promise
+   durability;
+3. apply committed entries in order (replies go to the clients waiting on
+   them), release reads whose index has been applied;
+4. advance, and look for the next Ready.
+
+Writes are proposed once per loop turn as one entry. A reply means the
+entry was committed by a majority and applied. A proposal whose index ends
+up holding another entry (leadership changed before it committed) is
+answered with an error: it can never be applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from nomadkv.cluster.slots import key_slot
+from nomadkv.cluster.topology import Member, Topology
+from nomadkv.commands.machine import encode_entry
+from nomadkv.commands.table import CommandSpec
+from nomadkv.config import Config
+from nomadkv.raft.codec import decode_conf_change, decode_message, encode_message
+from nomadkv.raft.confchange import (
+    ConfChange,
+    ConfChangeType,
+    add_learner,
+    add_voter,
+    remove_node,
+)
+from nomadkv.raft.config import Config as RaftConfig
+from nomadkv.raft.core import StateRole
+from nomadkv.raft.entry import ConfState, Entry, EntryType
+from nomadkv.raft.errors import DecodeError, RequestDropped, check
+from nomadkv.raft.message import Message
+from nomadkv.raft.node import RawNode, Ready
+from nomadkv.server.bus import PeerBus
+from nomadkv.server.node import Node, load_snapshot, wall_ms
+from nomadkv.storage.raft_storage import RaftStorage, conf_state_meta
+from nomadkv.storage.snapshot import (
+    CorruptSnapshot,
+    snapshot_path,
+    write_bytes_atomically,
+    write_snapshot,
+)
+
+if TYPE_CHECKING:
+    from nomadkv.server.client import Client
+
+log = logging.getLogger("nomadkv.cluster")
+
+CLUSTERDOWN = b"-CLUSTERDOWN The cluster is down\r\n"
+LOST = b"-ERR the write was not committed: leadership changed, retry\r\n"
+# A learner is promoted once it is this close to the leader's log.
+PROMOTE_LAG_ENTRIES = 16
+
+
+class ClusterNode(Node):
+    """One member of the shard group that owns all 16384 slots."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(config, loop)
+        self.raft_id = config.node_id
+        self.storage = RaftStorage(config.dir, config.log_segment_bytes)
+        self.log = self.storage.log
+        self.host = config.bind.split()[0]
+        self.members: dict[int, Member] = {}
+        self.raw: RawNode | None = None
+        self.role = StateRole.FOLLOWER
+        self.leader_id = 0
+        self.term = 0
+        self.is_leader = False
+        advertise = f"{self.host}:{config.port}:{config.bus_port}".encode()
+        self.bus = PeerBus(
+            loop,
+            str(self.raft_id).encode(),
+            config.cluster_secret.encode(),
+            self._on_bus_message,
+            source_host=self.host,
+            advertise=advertise,
+            on_address=self._on_peer_address,
+        )
+        # index -> (entry data, its now_ms, commands, waiters): this node's proposals.
+        self._inflight: dict[int, tuple[bytes, int, list[list[bytes]], list[Client | None]]] = {}
+        self._ready_scheduled = False
+        self._persisting = False
+        # Linearizable reads: gathered during a loop turn, one ReadIndex round each turn.
+        self.reads: list[tuple[Client, CommandSpec, list[bytes]]] = []
+        self._reads_scheduled = False
+        self._read_rounds: dict[bytes, list[tuple[Client, CommandSpec, list[bytes]]]] = {}
+        self._reads_waiting_apply: list[
+            tuple[int, list[tuple[Client, CommandSpec, list[bytes]]]]
+        ] = []
+        self._read_seq = 0
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self.messages_sent = 0
+        self.messages_received = 0
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        started = time.perf_counter()
+        storage = self.storage
+        storage.open()
+        if storage.snapshot_path is not None:
+            meta, keyspace = load_snapshot(storage.snapshot_path)
+            self.keyspace.adopt(keyspace)
+            self.machine.applied_index = meta["index"]
+            self.snapshot_index = meta["index"]
+            self._learn_members(meta.get("members", []))
+        founding = self.config.peer_addresses()
+        for raft_id, (host, bus_port) in founding.items():
+            if raft_id not in self.members:
+                self.members[raft_id] = Member(raft_id, host, bus_port - 10000, bus_port)
+        self.members[self.raft_id] = Member(
+            self.raft_id, self.host, self.config.port, self.config.bus_port
+        )
+        bootstrap = storage.is_empty and not self.config.cluster_join
+        raft_config = RaftConfig(
+            id=self.raft_id,
+            voters=tuple(sorted(founding)) if bootstrap else (),
+            election_ticks=self.config.raft_election_ticks,
+            heartbeat_ticks=self.config.raft_heartbeat_ticks,
+            pre_vote=True,
+            check_quorum=True,
+            lease_reads=self.config.raft_lease_reads,
+            applied=self.machine.applied_index,
+        )
+        raft_config.validate()
+        self.raw = RawNode(raft_config, storage, random.Random(os.urandom(16)))
+        self.term = self.raw.status().term
+        for member in self.members.values():
+            if member.raft_id != self.raft_id:
+                self.bus.set_peer(str(member.raft_id).encode(), member.host, member.bus_port)
+        self.loading_seconds = time.perf_counter() - started
+        log.info(
+            "cluster node %d: %s, snapshot index %d, log %d..%d, term %d",
+            self.raft_id,
+            "bootstrapping" if bootstrap else "recovering",
+            self.snapshot_index,
+            self.log.first_index,
+            self.log.last_index,
+            self.term,
+        )
+
+    async def start_cluster(self) -> None:
+        """Listen on the bus and start ticking (after ``recover``)."""
+        await self.bus.listen(self.host, self.config.bus_port)
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.shutting_down or self.raw is None:
+            return
+        self.raw.tick()
+        if self.is_leader:
+            self._promote_caught_up_learners()
+        self._schedule_ready()
+        self._tick_handle = self.loop.call_later(self.config.raft_tick_ms / 1000, self._tick)
+
+    # -- the bus -----------------------------------------------------------------------------
+
+    def _on_bus_message(self, peer: bytes, payload: bytes) -> None:
+        try:
+            message = decode_message(payload)
+        except DecodeError as exc:
+            log.warning("undecodable message from %s: %s", peer.decode(), exc)
+            return
+        if str(message.sender).encode() != peer or self.raw is None:
+            log.warning("message claiming to be from %d arrived from %s", message.sender, peer)
+            return
+        self.messages_received += 1
+        self.raw.step(message)
+        self._schedule_ready()
+
+    def _on_peer_address(self, peer: bytes, address: bytes) -> None:
+        """A peer told us (authenticated) where it listens; dial back if new."""
+        try:
+            host, port, bus_port = address.decode().rsplit(":", 2)
+            raft_id = int(peer)
+            member = Member(raft_id, host, int(port), int(bus_port))
+        except ValueError:
+            return
+        if self.members.get(raft_id) != member:
+            self.members[raft_id] = member
+            self.bus.set_peer(peer, host, member.bus_port)
+
+    def _send(self, messages: list[Message]) -> None:
+        by_peer: dict[int, list[bytes]] = {}
+        for message in messages:
+            by_peer.setdefault(message.to, []).append(encode_message(message))
+        for to, payloads in by_peer.items():
+            self.messages_sent += len(payloads)
+            if not self.bus.send(str(to).encode(), payloads) and self.raw is not None:
+                self.raw.report_unreachable(to)
+
+    # -- the Ready loop ----------------------------------------------------------------------
+
+    def _schedule_ready(self) -> None:
+        if not self._ready_scheduled:
+            self._ready_scheduled = True
+            self.loop.call_soon(self._handle_ready)
+
+    def _handle_ready(self) -> None:
+        self._ready_scheduled = False
+        raw = self.raw
+        if raw is None or self._persisting or not raw.has_ready():
+            return
+        rd = raw.ready()
+        if rd.soft_state is not None:
+            self._role_changed(rd.soft_state.leader_id, rd.soft_state.role)
+        if rd.snapshot is not None:
+            self._install_snapshot(rd)
+        self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+            self.term = rd.hard_state.term
+        early = self.role is StateRole.LEADER
+        if early:
+            self._send(rd.messages)
+        if rd.must_sync and self.config.appendfsync == "always":
+            self._persisting = True
+            future = self.loop.run_in_executor(self._fsync_pool, self.storage.sync)
+            self._fsync_future = future
+            future.add_done_callback(lambda f: self._persisted(f, rd, early))
+        else:
+            if rd.must_sync:
+                self._everysec_dirty = True
+            self._after_persist(rd, early)
+
+    def _persisted(self, future: asyncio.Future[None], rd: Ready, sent: bool) -> None:
+        self._persisting = False
+        if future.exception() is not None:
+            log.critical("fsync failed: %s; stopping", future.exception())
+            self.stats.fsync_errors += 1
+            self.request_shutdown()
+            return
+        self.stats.fsyncs += 1
+        self._after_persist(rd, sent)
+
+    def _after_persist(self, rd: Ready, sent: bool) -> None:
+        if not sent:
+            self._send(rd.messages)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for read_state in rd.read_states:
+            batch = self._read_rounds.pop(read_state.context, None)
+            if batch is not None:
+                self._reads_waiting_apply.append((read_state.index, batch))
+        if self._reads_waiting_apply:
+            self._release_reads()
+        if self.raw is not None:
+            self.raw.advance(rd)
+        self.synced_index = self.log.last_index
+        self._schedule_ready()
+
+    def _role_changed(self, leader_id: int, role: StateRole) -> None:
+        was_leader = self.is_leader
+        self.leader_id = leader_id
+        self.role = role
+        self.is_leader = role is StateRole.LEADER
+        log.info("node %d is now %s (leader %d)", self.raft_id, role.name.lower(), leader_id)
+        if was_leader and not self.is_leader:
+            self._fail_reads(self.redirect_error(None))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.proposed:
+            return
+        commands, waiters = self.proposed[:], self.waiters[:]
+        self.proposed.clear()
+        self.waiters.clear()
+        now_ms = max(wall_ms(), self._last_entry_ms)
+        data = encode_entry(now_ms, commands)
+        try:
+            if self.raw is None:
+                raise RequestDropped("not started")
+            index = self.raw.propose(data)
+        except RequestDropped:
+            self._answer(waiters, self.redirect_error(None))
+            return
+        self._last_entry_ms = now_ms
+        self._inflight[index] = (data, now_ms, commands, waiters)
+        self.stats.log_bytes_written += len(data)
+        self._schedule_ready()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        machine = self.machine
+        touched: set[Client] = set()
+        for entry in entries:
+            if entry.index <= machine.applied_index:
+                continue
+            mine = self._inflight.pop(entry.index, None)
+            if entry.type is EntryType.CONF_CHANGE:
+                machine.skip(entry.index)
+                self._conf_change_applied(decode_conf_change(entry.data))
+            elif mine is not None and mine[0] is entry.data:
+                _, now_ms, commands, waiters = mine
+                replies = machine.apply(entry.index, now_ms, commands)
+                for client, reply in zip(waiters, replies, strict=True):
+                    if client is not None:
+                        client.deliver(reply)
+                        touched.add(client)
+                continue
+            elif entry.data:
+                machine.apply_payload(entry.index, entry.data)
+            else:
+                machine.skip(entry.index)
+            if mine is not None:  # another entry took our proposal's place
+                for client in mine[3]:
+                    if client is not None:
+                        client.deliver(LOST)
+                        touched.add(client)
+        for client in touched:
+            client.commit_done()
+
+    def _answer(self, waiters: list[Client | None], reply: bytes) -> None:
+        for client in waiters:
+            if client is not None:
+                client.deliver(reply)
+        for client in set(waiters):
+            if client is not None:
+                client.commit_done()
+
+    def _expiry_cycle(self) -> None:
+        # Only the leader expires keys, through the log; followers hide them on read.
+        if self.is_leader:
+            super()._expiry_cycle()
+
+    # -- linearizable reads ------------------------------------------------------------------
+
+    def read(self, client: Client, spec: CommandSpec, argv: list[bytes]) -> None:
+        """Queue a read; it runs once a ReadIndex round confirms this node still leads
+        and the state machine has applied that index."""
+        self.reads.append((client, spec, argv))
+        if not self._reads_scheduled:
+            self._reads_scheduled = True
+            self.loop.call_soon(self._flush_reads)
+
+    def _flush_reads(self) -> None:
+        self._reads_scheduled = False
+        batch, self.reads = self.reads, []
+        if not batch:
+            return
+        self._read_seq += 1
+        context = b"%d" % self._read_seq
+        try:
+            if self.raw is None:
+                raise RequestDropped("not started")
+            self.raw.read_index(context)
+        except RequestDropped:
+            self._fail_batch(batch, self.redirect_error(None))
+            return
+        self._read_rounds[context] = batch
+        self._schedule_ready()
+
+    def _release_reads(self) -> None:
+        applied = self.machine.applied_index
+        waiting, self._reads_waiting_apply = self._reads_waiting_apply, []
+        touched: set[Client] = set()
+        for index, batch in waiting:
+            if index > applied:
+                self._reads_waiting_apply.append((index, batch))
+                continue
+            for client, spec, argv in batch:
+                client.deliver(client.run_read(spec, argv))
+                touched.add(client)
+        for client in touched:
+            client.commit_done()
+
+    def _fail_reads(self, reply: bytes) -> None:
+        batches = list(self._read_rounds.values()) + [b for _, b in self._reads_waiting_apply]
+        self._read_rounds.clear()
+        self._reads_waiting_apply.clear()
+        for batch in batches:
+            self._fail_batch(batch, reply)
+
+    def _fail_batch(
+        self, batch: list[tuple[Client, CommandSpec, list[bytes]]], reply: bytes
+    ) -> None:
+        for client, _, _ in batch:
+            client.deliver(reply)
+        for client in {c for c, _, _ in batch}:
+            client.commit_done()
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def redirect_error(self, key: bytes | None) -> bytes:
+        """What a client that must talk to the leader is told: -MOVED to it, or
+        -CLUSTERDOWN while there is none."""
+        leader = self.members.get(self.leader_id) if self.leader_id else None
+        if leader is None or self.leader_id == self.raft_id:
+            return CLUSTERDOWN
+        slot = key_slot(key) if key is not None else 0
+        return b"-MOVED %d %b:%d\r\n" % (slot, leader.host.encode(), leader.port)
+
+    def topology(self) -> Topology:
+        raw = self.raw
+        status = raw.status() if raw is not None else None
+        conf = status.conf_state if status is not None else ConfState()
+        match = {i: p.match_index for i, p in status.progress.items()} if status else {}
+        members = tuple(
+            m for _, m in sorted(self.members.items()) if m.raft_id in conf.members()
+        ) or tuple(m for _, m in sorted(self.members.items()))
+        return Topology(
+            self.raft_id,
+            members,
+            frozenset(conf.voters + conf.voters_outgoing),
+            frozenset(conf.learners + conf.learners_next),
+            self.leader_id,
+            self.term,
+            match,
+        )
+
+    # -- membership --------------------------------------------------------------------------
+
+    def _address_book(self, extra: Member | None = None) -> bytes:
+        members = dict(self.members)
+        if extra is not None:
+            members[extra.raft_id] = extra
+        book = [[m.raft_id, m.host, m.port, m.bus_port] for _, m in sorted(members.items())]
+        return json.dumps({"members": book}).encode()
+
+    def _member_list(self) -> list[list[Any]]:
+        return [[m.raft_id, m.host, m.port, m.bus_port] for _, m in sorted(self.members.items())]
+
+    def _learn_members(self, book: list[list[Any]]) -> None:
+        for raft_id, host, port, bus_port in book:
+            member = Member(int(raft_id), str(host), int(port), int(bus_port))
+            if self.members.get(member.raft_id) != member:
+                self.members[member.raft_id] = member
+                if member.raft_id != self.raft_id:
+                    self.bus.set_peer(str(member.raft_id).encode(), member.host, member.bus_port)
+
+    def _conf_change_applied(self, change: ConfChange) -> None:
+        if change.context:
+            try:
+                self._learn_members(json.loads(change.context)["members"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("conf change with an unreadable address book")
+        for single in change.changes:
+            if single.type is ConfChangeType.REMOVE_NODE and single.node_id != self.raft_id:
+                self.members.pop(single.node_id, None)
+                self.bus.remove_peer(str(single.node_id).encode())
+
+    def add_member(self, member: Member) -> None:
+        """CLUSTER MEET: add ``member`` as a learner; it is promoted once caught up."""
+        if self.raw is None:
+            raise RequestDropped("not started")
+        change = ConfChange((add_learner(member.raft_id),), context=self._address_book(member))
+        self.raw.propose_conf_change(change)
+        self.members[member.raft_id] = member
+        self.bus.set_peer(str(member.raft_id).encode(), member.host, member.bus_port)
+        self._schedule_ready()
+
+    def remove_member(self, raft_id: int) -> None:
+        """CLUSTER FORGET: remove a member from the group."""
+        if self.raw is None:
+            raise RequestDropped("not started")
+        change = ConfChange((remove_node(raft_id),), context=self._address_book())
+        self.raw.propose_conf_change(change)
+        self._schedule_ready()
+
+    def transfer_leadership(self, to: int) -> None:
+        if self.raw is None:
+            raise RequestDropped("not started")
+        self.raw.transfer_leadership(to)
+        self._schedule_ready()
+
+    def _promote_caught_up_learners(self) -> None:
+        raw = self.raw
+        if raw is None:
+            return
+        status = raw.status()
+        for raft_id, progress in status.progress.items():
+            if progress.is_learner and progress.match_index + PROMOTE_LAG_ENTRIES >= (
+                status.last_index
+            ):
+                try:
+                    raw.propose_conf_change(
+                        ConfChange((add_voter(raft_id),), context=self._address_book())
+                    )
+                except RequestDropped:
+                    return  # a change is pending; try again next tick
+                log.info("promoting learner %d to voter", raft_id)
+                return
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def snapshot_meta(self, index: int) -> tuple[int, dict[str, Any]]:
+        term, meta = super().snapshot_meta(index)
+        if self.raw is not None:
+            term = self.storage.term(index) if index else 0
+            meta["raft_conf_state"] = conf_state_meta(self.raw.conf_state())
+            meta["members"] = self._member_list()
+        return term, meta
+
+    def snapshot_written(self, index: int) -> None:
+        if self.raw is None:
+            return
+        path = snapshot_path(self.snapshot_dir, index)
+        self.storage.snapshot_taken(index, self.raw.conf_state(), path, {"index": index})
+
+    def _install_snapshot(self, rd: Ready) -> None:
+        """A snapshot from the leader replaces this node's state (step 1 of the Ready)."""
+        snapshot = rd.snapshot
+        if snapshot is None:
+            return
+        index = snapshot.meta.index
+        path = snapshot_path(self.snapshot_dir, index)
+        if snapshot.data:
+            write_bytes_atomically(path, snapshot.data)
+        else:
+            # A founding member's first snapshot: the initial configuration, no keys.
+            check(
+                self.machine.applied_index == 0 and not len(self.keyspace),
+                "an empty snapshot can only start a new member",
+            )
+            meta = {
+                "raft_conf_state": conf_state_meta(snapshot.meta.conf_state),
+                "members": self._member_list(),
+            }
+            write_snapshot(self.snapshot_dir, index, snapshot.meta.term, iter(()), meta)
+        try:
+            meta, keyspace = load_snapshot(path)
+        except CorruptSnapshot:
+            os.unlink(path)
+            raise
+        self.keyspace.adopt(keyspace)
+        self.machine.applied_index = index
+        self.snapshot_index = index
+        self.storage.install_snapshot(snapshot, path, meta)
+        self._learn_members(meta.get("members", []))
+        for stale in [i for i in self._inflight if i <= index]:
+            self._answer(self._inflight.pop(stale)[3], LOST)
+        log.info("installed a snapshot at index %d (%d keys)", index, len(self.keyspace))
+
+    # -- shutdown and introspection ----------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        if self.shutting_down:
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        await super().shutdown()
+        await self.bus.close()
+        self.storage.close()
+
+    def info_raft(self) -> dict[str, Any]:
+        raw = self.raw
+        if raw is None:
+            return {}
+        status = raw.status()
+        info: dict[str, Any] = {
+            "raft_id": self.raft_id,
+            "role": "learner"
+            if self.raft_id in status.conf_state.learners
+            else (status.role.name.lower().replace("pre_candidate", "candidate")),
+            "term": status.term,
+            "leader_id": status.leader_id,
+            "commit_index": status.commit_index,
+            "applied_index": self.machine.applied_index,
+            "first_index": status.first_index,
+            "last_index": status.last_index,
+            "voters": ",".join(map(str, status.conf_state.voters)),
+            "learners": ",".join(map(str, status.conf_state.learners)),
+        }
+        for peer_id, progress in status.progress.items():
+            if peer_id != self.raft_id:
+                info[f"peer{peer_id}"] = (
+                    f"match={progress.match_index},next={progress.next_index},"
+                    f"state={progress.state.lower()},learner={int(progress.is_learner)}"
+                )
+        return info
