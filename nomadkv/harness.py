@@ -169,3 +169,96 @@ def redis_server(
     argv = [binary, "--bind", host, "--port", str(port), "--dir", data_dir, "--save", ""]
     argv += ["--appendonly", "no", "--daemonize", "no", *extra]
     return ServerProcess(argv, host, port, os.path.join(data_dir, "redis.log"))
+
+
+class LocalCluster:
+    """N cluster-mode nodes on 127.0.0.2, 127.0.0.3, ... of this machine, one port each.
+
+    Every node listens on the same client port (and bus port = port + 10000)
+    of its own loopback address, so per-address firewall rules can cut them
+    apart. Not started until ``start``.
+    """
+
+    def __init__(
+        self,
+        base_dir: str,
+        nodes: int = 3,
+        port: int | None = None,
+        secret: str = "nomadkv-test-secret",
+        first_host: int = 2,
+        **options: Any,
+    ) -> None:
+        self.hosts = [f"127.0.0.{first_host + i}" for i in range(nodes)]
+        self.port = port or self._free_cluster_port()
+        self.bus_port = self.port + 10000
+        self.secret = secret
+        peers = ",".join(f"{i + 1}@{h}:{self.bus_port}" for i, h in enumerate(self.hosts))
+        self.nodes = [
+            nomadkv_node(
+                os.path.join(base_dir, f"node{i + 1}"),
+                host=host,
+                port=self.port,
+                node_id=i + 1,
+                peers=peers,
+                cluster_secret=secret,
+                **options,
+            )
+            for i, host in enumerate(self.hosts)
+        ]
+
+    def _free_cluster_port(self) -> int:
+        rng = random.Random()
+        for _ in range(1000):
+            port = rng.randrange(*PORT_RANGE)
+            if all(port_is_free(port, h) and port_is_free(port + 10000, h) for h in self.hosts):
+                return port
+        raise StartError("no free port found on every node address")
+
+    def start(self, timeout_s: float = 30.0) -> LocalCluster:
+        for node in self.nodes:
+            node.start(timeout_s)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.alive():
+                node.stop()
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def leader(self, timeout_s: float = 10.0) -> ServerProcess:
+        """The node that leads, once one does and every live node follows it."""
+        found: list[ServerProcess] = []
+
+        def agreed() -> bool:
+            roles = {node: _role(node) for node in self.nodes if node.alive()}
+            leaders = [node for node, role in roles.items() if role and role[0] == b"master"]
+            if len(leaders) != 1:
+                return False
+            address = [leaders[0].host.encode(), leaders[0].port]
+            followers = [role for node, role in roles.items() if node is not leaders[0]]
+            if any(not role or role[1:3] != address for role in followers):
+                return False
+            found[:] = leaders
+            return True
+
+        wait_until(agreed, timeout_s, "a leader that every live node follows")
+        return found[0]
+
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        return [(node.host, node.port) for node in self.nodes]
+
+
+def _role(node: ServerProcess) -> list[Any] | None:
+    """The node's ROLE reply, or None if it does not answer."""
+    try:
+        client = node.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            role = client.execute_command("ROLE")
+        finally:
+            client.close()
+    except Exception:
+        return None
+    return list(role)

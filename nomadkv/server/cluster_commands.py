@@ -35,7 +35,7 @@ from nomadkv.commands.table import (
     subcommand,
 )
 from nomadkv.raft.errors import RequestDropped
-from nomadkv.resp.reply import OK, bulk, bulk_array, integer
+from nomadkv.resp.reply import OK, Array, Value, bulk, bulk_array, integer
 from nomadkv.server.client import DEFERRED, Client
 
 log = logging.getLogger("nomadkv.cluster")
@@ -218,6 +218,29 @@ def cmd_cluster_transfer(ctx: Client, argv: list[bytes]) -> ReplyT:
     return OK
 
 
+def cmd_role(ctx: Client, argv: list[bytes]) -> ReplyT:
+    """ROLE"""
+    node: Any = ctx.node
+    applied = node.machine.applied_index
+    if not node.config.cluster_enabled:
+        return Array([b"master", applied, []])
+    if node.is_leader:
+        topology = node.topology()
+        replicas: list[Value] = [
+            [
+                m.host.encode(),
+                str(m.port).encode(),
+                str(topology.match_index.get(m.raft_id, 0)).encode(),
+            ]
+            for m in topology.replicas()
+        ]
+        return Array([b"master", applied, replicas])
+    leader = node.members.get(node.leader_id)
+    if leader is None:
+        return Array([b"slave", b"?", -1, b"connect", applied])
+    return Array([b"slave", leader.host.encode(), leader.port, b"connected", applied])
+
+
 def cmd_readonly(ctx: Client, argv: list[bytes]) -> ReplyT:
     """READONLY"""
     _cluster(ctx)
@@ -379,6 +402,16 @@ CLUSTER = CommandSpec(
 
 register(
     CLUSTER,
+    CommandSpec(
+        "role",
+        1,
+        ("noscript", "loading", "stale", "fast"),
+        cmd_role,
+        group="server",
+        summary="Returns the replication role.",
+        since="2.8.12",
+        acl_categories=("@admin", "@fast", "@dangerous"),
+    ),
     CommandSpec(
         "readonly",
         1,

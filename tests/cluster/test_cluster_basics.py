@@ -1,0 +1,63 @@
+"""A 3-node cluster of real processes on 127.0.0.2-4: replication, redirects, failover."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from nomadkv.harness import LocalCluster, wait_until
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[LocalCluster]:
+    c = LocalCluster(str(tmp_path)).start()
+    yield c
+    c.stop()
+
+
+def test_writes_replicate_and_followers_redirect(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    r = leader.client()
+    assert r.set("k", "v") is True
+    assert r.get("k") == b"v"
+    for node in cluster.nodes:
+        if node is leader:
+            continue
+        follower = node.client()
+        with pytest.raises(
+            redis.exceptions.MovedError, match=rf"^\d+ {leader.host}:{leader.port}$"
+        ):
+            follower.get("k")
+        follower.execute_command("READONLY")
+        wait_until(lambda f=follower: f.get("k") == b"v", 5, "the follower to apply the write")
+
+
+def test_redis_py_cluster_client_works_unmodified(cluster: LocalCluster) -> None:
+    cluster.leader()
+    host, port = cluster.startup_nodes()[1]
+    rc = RedisCluster(host=host, port=port)
+    for i in range(50):
+        rc.set(f"key{i}", i)
+    assert [rc.get(f"key{i}") for i in range(50)] == [str(i).encode() for i in range(50)]
+    rc.close()
+
+
+def test_kill_leader_new_leader_keeps_acknowledged_writes(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    r = leader.client()
+    for i in range(100):
+        assert r.set(f"w{i}", i)
+    leader.kill()
+    new_leader = cluster.leader(timeout_s=15)
+    assert new_leader is not leader
+    r2 = new_leader.client()
+    assert [r2.get(f"w{i}") for i in range(100)] == [str(i).encode() for i in range(100)]
+    assert r2.set("after", "failover")
+    leader.start()
+    cluster.leader()
+    follower = leader.client()
+    follower.execute_command("READONLY")
+    wait_until(lambda: follower.get("after") == b"failover", 10, "the old leader to catch up")
