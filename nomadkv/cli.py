@@ -46,7 +46,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     repair.add_argument("--dir", required=True, help="the node's data directory")
     sub.add_parser("config-reference", help="print the commented reference configuration")
+    cluster = sub.add_parser("cluster", help="local development clusters")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = cluster_sub.add_parser(
+        "up",
+        help="start a local cluster in the foreground",
+        description="Start N cluster-mode nodes on consecutive ports of 127.0.0.1 (bus ports "
+        "+10000), wait for a leader, print how to connect; Ctrl-C stops them all.",
+    )
+    up.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    up.add_argument("--base-port", type=int, default=7001, help="first client port (7001)")
+    up.add_argument(
+        "--http-base-port",
+        type=int,
+        default=3001,
+        help="first HTTP sidecar port (3001); 0 turns the sidecars off",
+    )
+    up.add_argument("--dir", default="./cluster-data", help="data directory (./cluster-data)")
     args = parser.parse_args(argv)
+
+    if args.command == "cluster":
+        from nomadkv.devcluster import cluster_up
+
+        return cluster_up(args.nodes, args.base_port, args.dir, args.http_base_port)
 
     if args.command == "config-reference":
         print(reference_toml(), end="")

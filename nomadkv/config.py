@@ -206,11 +206,17 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     Option(
+        "cluster-announce-ip",
+        _str,
+        "",
+        "Address peers and clients are given for this node (MOVED, CLUSTER NODES); empty "
+        "means the first bind address. Set it when binding 0.0.0.0 (containers).",
+    ),
+    Option(
         "cluster-join",
         _bool,
         False,
-        "Start empty and wait to be added with CLUSTER MEET instead of bootstrapping from "
-        "--peers.",
+        "Start empty and wait to be added with CLUSTER MEET instead of bootstrapping from --peers.",
     ),
     Option(
         "proxy-to-leader",
@@ -265,6 +271,7 @@ class Config:
     peers: str = ""
     cluster_secret: str = ""
     cluster_port: int = 0
+    cluster_announce_ip: str = ""
     cluster_join: bool = False
     proxy_to_leader: bool = False
     raft_tick_ms: int = 50

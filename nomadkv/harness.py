@@ -1,4 +1,4 @@
-"""Real server processes on loopback, for tests and benchmarks.
+"""Real server processes on loopback, for tests, benchmarks and ``nomadkv cluster up``.
 
 Starts NomadKV nodes and reference ``redis-server`` processes on free ports
 of 127.0.0.0/8, waits for them with a deadline (never a fixed sleep), and
@@ -172,11 +172,13 @@ def redis_server(
 
 
 class LocalCluster:
-    """N cluster-mode nodes on 127.0.0.2, 127.0.0.3, ... of this machine, one port each.
+    """N cluster-mode nodes on this machine. Not started until ``start``.
 
-    Every node listens on the same client port (and bus port = port + 10000)
-    of its own loopback address, so per-address firewall rules can cut them
-    apart. Not started until ``start``.
+    By default on 127.0.0.2, 127.0.0.3, ..., every node on the same client
+    port (bus port = port + 10000) of its own loopback address, so
+    per-address firewall rules can cut them apart. With ``addresses`` (a
+    (host, port) per node) they go exactly there: ``nomadkv cluster up``
+    puts them on consecutive ports of 127.0.0.1.
     """
 
     def __init__(
@@ -186,24 +188,32 @@ class LocalCluster:
         port: int | None = None,
         secret: str = "nomadkv-test-secret",
         first_host: int = 2,
+        addresses: list[tuple[str, int]] | None = None,
+        node_options: list[dict[str, Any]] | None = None,
         **options: Any,
     ) -> None:
-        self.hosts = [f"127.0.0.{first_host + i}" for i in range(nodes)]
-        self.port = port or self._free_cluster_port()
+        if addresses is None:
+            self.hosts = [f"127.0.0.{first_host + i}" for i in range(nodes)]
+            self.port = port or self._free_cluster_port()
+            addresses = [(host, self.port) for host in self.hosts]
+        else:
+            self.hosts = [host for host, _ in addresses]
+            self.port = addresses[0][1]
         self.bus_port = self.port + 10000
         self.secret = secret
-        peers = ",".join(f"{i + 1}@{h}:{self.bus_port}" for i, h in enumerate(self.hosts))
+        peers = ",".join(f"{i + 1}@{h}:{p + 10000}" for i, (h, p) in enumerate(addresses))
         self.nodes = [
             nomadkv_node(
                 os.path.join(base_dir, f"node{i + 1}"),
                 host=host,
-                port=self.port,
+                port=node_port,
                 node_id=i + 1,
                 peers=peers,
                 cluster_secret=secret,
                 **options,
+                **(node_options[i] if node_options else {}),
             )
-            for i, host in enumerate(self.hosts)
+            for i, (host, node_port) in enumerate(addresses)
         ]
 
     def _free_cluster_port(self) -> int:

@@ -269,14 +269,15 @@ class PeerBus:
         self.on_address = on_address
         self.links: dict[bytes, _PeerLink] = {}
         self.inbound: set[_Inbound] = set()
-        self.server: asyncio.AbstractServer | None = None
+        self.servers: list[asyncio.AbstractServer] = []
         self.auth_failures = 0
         self.messages_received = 0
 
     async def listen(self, host: str, port: int) -> None:
-        self.server = await self.loop.create_server(
+        server = await self.loop.create_server(
             lambda: _Inbound(self), host, port, reuse_address=True
         )
+        self.servers.append(server)
 
     def set_peer(self, peer_id: bytes, host: str, port: int) -> None:
         """Add a peer, or move it to a new address."""
@@ -312,6 +313,6 @@ class PeerBus:
         for inbound in list(self.inbound):
             if inbound.transport is not None:
                 inbound.transport.close()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()

@@ -44,7 +44,24 @@ log = logging.getLogger("nomadkv.client")
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 CROSSSLOT = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
-READ_INDEX = object()  # _gate's verdict: queue the read for a ReadIndex round
+
+
+class Waiting:
+    """What a connection's pending replies wait for."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+WRITES = Waiting("writes")  # proposed writes, answered when their entry commits
+READ_INDEX = Waiting("read-index")  # linearizable reads, answered after a ReadIndex round
+PROXY = Waiting("proxy")  # commands a follower forwarded to the leader
+DEFERRED_REPLY = Waiting("deferred")  # a handler's own later reply (SAVE, CLUSTER MEET)
 WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
 
@@ -100,7 +117,7 @@ class Client(asyncio.Protocol):
         "out",
         "parser",
         "pending",
-        "pending_reads",
+        "pending_kind",
         "readonly",
         "resp3",
         "routed",
@@ -120,9 +137,10 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
         self.pending = 0
-        # True while the pending replies are linearizable reads (cluster mode): reads
-        # may queue behind reads, and writes behind writes, never one behind the other.
-        self.pending_reads = False
+        # What the pending replies wait for (WRITES, READ_INDEX, PROXY, DEFERRED_REPLY):
+        # a command may queue behind pending ones of its own kind only, so that
+        # replies leave in order and a read sees the connection's earlier writes.
+        self.pending_kind: Waiting | None = None
         self.routed = config.cluster_enabled
         self.readonly = False
         self.stash: list[bytes] | None = None
@@ -225,14 +243,11 @@ class Client(asyncio.Protocol):
                 if spec is None or not spec.write:
                     if spec is None or spec.arity != argc or not self.authenticated or self.routed:
                         verdict = self._gate(spec, argv)
-                        if verdict is READ_INDEX:  # cluster mode: a linearizable read
-                            if self.pending and not self.pending_reads:
+                        if verdict.__class__ is Waiting:  # cluster mode: answered later
+                            if self.pending and self.pending_kind is not verdict:
                                 self.stash = argv
                                 break
-                            spec.calls += 1  # type: ignore[union-attr]
-                            self.pending += 1
-                            self.pending_reads = True
-                            node.read(self, spec, argv)  # type: ignore[attr-defined,arg-type]
+                            self._queue(verdict, spec, argv)  # type: ignore[arg-type]
                             continue
                         if self.pending:
                             self.stash = argv
@@ -261,13 +276,12 @@ class Client(asyncio.Protocol):
                         out.append(reply)  # type: ignore[arg-type]
                     elif reply is DEFERRED:
                         self.pending += 1
+                        self.pending_kind = DEFERRED_REPLY
                     else:
                         out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
                     continue
                 # A write: check it, make it deterministic, propose it.
-                if self.pending_reads and self.pending:
-                    self.stash = argv
-                    break
+                prepared = argv
                 if (
                     spec.prepare is not None
                     or spec.arity != argc
@@ -281,12 +295,22 @@ class Client(asyncio.Protocol):
                             break
                         out.append(checked)  # type: ignore[arg-type]
                         continue
-                    argv = checked  # type: ignore[assignment]  # noqa: PLW2901
+                    if checked is PROXY:
+                        if self.pending and self.pending_kind is not PROXY:
+                            self.stash = argv
+                            break
+                        self._queue(PROXY, spec, argv)
+                        continue
+                    prepared = checked  # type: ignore[assignment]
+                if self.pending and self.pending_kind is not WRITES:
+                    self.stash = argv
+                    break
                 spec.calls += 1
                 if timed:
                     ran.append(spec)
                 self.pending += 1
-                node.proposed.append(argv)
+                self.pending_kind = WRITES
+                node.proposed.append(prepared)
                 node.waiters.append(self)
                 wrote = True
         except (hiredis.ProtocolError, MemoryError):
@@ -300,9 +324,20 @@ class Client(asyncio.Protocol):
         if out:
             self.flush()
 
-    def _gate(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes | object | None:
-        """What stops a command before its handler runs: an error reply, READ_INDEX
-        (cluster mode: run it once a ReadIndex round confirms), or None (run it).
+    def _queue(self, kind: Waiting, spec: CommandSpec, argv: list[bytes]) -> None:
+        """Hand a command to whoever answers it later (cluster mode)."""
+        spec.calls += 1
+        self.pending += 1
+        self.pending_kind = kind
+        node: Any = self.node
+        if kind is READ_INDEX:
+            node.read(self, spec, argv)
+        else:
+            node.proxy.forward(self, argv)
+
+    def _gate(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes | Waiting | None:
+        """What stops a command before its handler runs: an error reply, a Waiting
+        verdict (cluster mode: READ_INDEX, PROXY), or None (run it now).
         Redis's order: unknown command, arity, authentication, cluster routing."""
         if spec is None:
             return unknown_command(argv)
@@ -317,11 +352,12 @@ class Client(asyncio.Protocol):
             return self._route(spec, argv)
         return None
 
-    def _route(self, spec: CommandSpec, argv: list[bytes]) -> bytes | object | None:
+    def _route(self, spec: CommandSpec, argv: list[bytes]) -> bytes | Waiting | None:
         """Cluster routing, as Redis Cluster does it: keys in several slots are
         -CROSSSLOT; writes go to the leader (else -MOVED, or -CLUSTERDOWN when
-        there is none); reads on the leader are linearizable (READ_INDEX); a
-        READONLY connection reads whichever replica it is on, stale by design."""
+        there is none; with proxy-to-leader a follower forwards them: PROXY);
+        reads on the leader are linearizable (READ_INDEX); a READONLY
+        connection reads whichever replica it is on, stale by design."""
         node: Any = self.node
         keys = spec.keys.keys(argv)
         if len(keys) > 1 and slot_of_keys(keys) is None:
@@ -333,6 +369,8 @@ class Client(asyncio.Protocol):
             return None if spec.write or self.readonly else READ_INDEX
         if self.readonly and not spec.write:
             return None
+        if node.leader_id and node.config.proxy_to_leader:
+            return PROXY
         spec.rejected_calls += 1
         return node.redirect_error(keys[0] if keys else None)
 
@@ -349,11 +387,11 @@ class Client(asyncio.Protocol):
             return reply  # type: ignore[return-value]
         return reply.encode(self.resp3)  # type: ignore[union-attr]
 
-    def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | list[bytes]:
-        """The prepared argv of a write, or the error reply that rejects it."""
-        error = self._gate(spec, argv)
-        if error is not None:
-            return error  # type: ignore[return-value]
+    def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | Waiting | list[bytes]:
+        """The prepared argv of a write, PROXY, or the error reply that rejects it."""
+        verdict = self._gate(spec, argv)
+        if verdict is not None:
+            return verdict
         try:
             return spec.prepare(argv, self.now_ms) if spec.prepare is not None else argv
         except CommandError as exc:
@@ -384,7 +422,7 @@ class Client(asyncio.Protocol):
         """A pending reply arrives (a committed write, a released read, a finished SAVE)."""
         self.pending -= 1
         if not self.pending:
-            self.pending_reads = False
+            self.pending_kind = None
         if self.closed:
             return
         self.out.append(reply if reply.__class__ is bytes else reply.encode(self.resp3))  # type: ignore[union-attr]

@@ -56,6 +56,7 @@ from nomadkv.raft.message import Message
 from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
 from nomadkv.server.node import Node, load_snapshot, wall_ms
+from nomadkv.server.proxy import LeaderProxy
 from nomadkv.storage.raft_storage import RaftStorage, conf_state_meta
 from nomadkv.storage.snapshot import (
     CorruptSnapshot,
@@ -83,7 +84,9 @@ class ClusterNode(Node):
         self.raft_id = config.node_id
         self.storage = RaftStorage(config.dir, config.log_segment_bytes)
         self.log = self.storage.log
-        self.host = config.bind.split()[0]
+        bind = config.bind.split()[0]
+        # Where peers and clients are told to find this node (MOVED, CLUSTER NODES).
+        self.host = config.cluster_announce_ip or bind
         self.members: dict[int, Member] = {}
         self.raw: RawNode | None = None
         self.role = StateRole.FOLLOWER
@@ -96,7 +99,7 @@ class ClusterNode(Node):
             str(self.raft_id).encode(),
             config.cluster_secret.encode(),
             self._on_bus_message,
-            source_host=self.host,
+            source_host="" if bind in ("0.0.0.0", "::") else bind,
             advertise=advertise,
             on_address=self._on_peer_address,
         )
@@ -113,6 +116,7 @@ class ClusterNode(Node):
         ] = []
         self._read_seq = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self.proxy = LeaderProxy(self)
         self.messages_sent = 0
         self.messages_received = 0
 
@@ -165,7 +169,8 @@ class ClusterNode(Node):
 
     async def start_cluster(self) -> None:
         """Listen on the bus and start ticking (after ``recover``)."""
-        await self.bus.listen(self.host, self.config.bus_port)
+        for address in self.config.bind.split():
+            await self.bus.listen(address, self.config.bus_port)
         self._tick()
 
     def _tick(self) -> None:
@@ -281,6 +286,8 @@ class ClusterNode(Node):
         log.info("node %d is now %s (leader %d)", self.raft_id, role.name.lower(), leader_id)
         if was_leader and not self.is_leader:
             self._fail_reads(self.redirect_error(None))
+        if self.is_leader:
+            self.proxy.close()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -564,6 +571,7 @@ class ClusterNode(Node):
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         await super().shutdown()
+        self.proxy.close()
         await self.bus.close()
         self.storage.close()
 
