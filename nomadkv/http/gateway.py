@@ -1,12 +1,18 @@
 """REST operations as commands: the sidecar's one way into the node.
 
 Owns running a command for an HTTP request exactly as a RESP connection
-would (server/client.py): look the command up in the table, run a read
-handler at once, or run a write's ``prepare`` and propose it through the
-node's write path (one log entry per loop turn, group-commit fsync, apply),
-then wait for the reply the state machine gives when the entry commits. The
-reply is decoded from RESP with hiredis, so the HTTP answer is whatever the
-command answered, errors included.
+would (server/client.py): look the command up in the table, route it, then
+either run a read handler or run a write's ``prepare`` and propose it through
+the node's write path (one log entry per loop turn, group-commit fsync or a
+Raft majority, apply), and wait for the reply the state machine gives when
+the entry commits. Replies are decoded from RESP with hiredis, so the HTTP
+answer is whatever the command answered, errors included.
+
+Routing follows the RESP gate: a standalone node runs everything locally; in
+cluster mode writes go to the leader only, and reads on the leader are
+linearizable (they wait for a ReadIndex round, ``ClusterNode.read``). A
+follower, or a cluster without a leader, makes the operation fail with
+``NodeUnavailable`` carrying the -MOVED / -CLUSTERDOWN text.
 
 Never touches the keyspace except through command handlers, never blocks
 the event loop, never writes anything the log has not seen.
@@ -16,15 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import hiredis
 
 from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, lookup
 from nomadkv.keyspace import Keyspace
+from nomadkv.server.cluster_node import LOST
 
 if TYPE_CHECKING:
     from nomadkv.server.node import Node
+
+T = TypeVar("T")
+
+# Error codes that mean "not here, not now": the operation may succeed elsewhere or later.
+UNAVAILABLE_CODES = frozenset({"MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"})
 
 
 class CommandFailed(Exception):
@@ -40,7 +53,8 @@ class CommandFailed(Exception):
 
 
 class NodeUnavailable(Exception):
-    """The node cannot take writes now (it is shutting down)."""
+    """This node cannot serve the operation now: it is shutting down, it is not
+    the leader, or the cluster has none. The message says which (Redis's text)."""
 
 
 class ReadSession:
@@ -71,13 +85,43 @@ class CommitWaiter:
         """Nothing to flush: the reply is already in the future."""
 
 
+class ReadWaiter(CommitWaiter, Generic[T]):
+    """Stands where a client stands in a ReadIndex round: once the round confirms
+    leadership and the index is applied, the node calls ``run_read`` and then
+    ``deliver``. ``observe`` runs right after the handler, on the same state
+    (the key's deadline, for instance)."""
+
+    __slots__ = ("gateway", "observe", "observed")
+
+    def __init__(
+        self,
+        future: asyncio.Future[ReplyT],
+        gateway: Gateway,
+        observe: Callable[[ReadSession], T],
+    ) -> None:
+        super().__init__(future)
+        self.gateway = gateway
+        self.observe = observe
+        self.observed: T | None = None
+
+    def run_read(self, spec: CommandSpec, argv: list[bytes]) -> ReplyT:
+        reply, self.observed = self.gateway.run_read(spec, argv, self.observe)
+        return reply
+
+
 def decode_reply(reply: ReplyT) -> Any:
-    """The Python value of a RESP2 reply; an error reply raises CommandFailed."""
+    """The Python value of a RESP2 reply; an error reply raises CommandFailed,
+    or NodeUnavailable when it means the operation belongs elsewhere or later."""
+    if reply == LOST:
+        raise NodeUnavailable(LOST[1:-2].decode())
     reader = hiredis.Reader()
     reader.feed(reply if isinstance(reply, bytes) else reply.encode(False))
     value = reader.gets()
     if isinstance(value, hiredis.ReplyError):
-        raise CommandFailed(str(value))
+        failed = CommandFailed(str(value))
+        if failed.code in UNAVAILABLE_CODES:
+            raise NodeUnavailable(failed.message)
+        raise failed
     return value
 
 
@@ -99,6 +143,21 @@ class Gateway:
             raise LookupError(f"command {argv[0]!r} is not in the command table")
         return spec
 
+    def _route(self, spec: CommandSpec, argv: list[bytes]) -> bool:
+        """Route as the RESP gate does: True for a read that must wait for a
+        ReadIndex round; NodeUnavailable when this node may not serve it."""
+        node: Any = self.node
+        if node.shutting_down:
+            raise NodeUnavailable("the node is shutting down")
+        if not node.config.cluster_enabled:
+            return False
+        if node.is_leader:
+            return not spec.write
+        spec.rejected_calls += 1
+        keys = spec.keys.keys(argv)
+        redirect: bytes = node.redirect_error(keys[0] if keys else None)
+        raise NodeUnavailable(redirect[1:-2].decode())
+
     def _account(self, spec: CommandSpec, started_s: float) -> None:
         elapsed_s = time.perf_counter() - started_s
         spec.calls += 1
@@ -107,24 +166,38 @@ class Gateway:
         stats.commands_timed += 1
         stats.latency.observe(elapsed_s)
 
-    def read(self, argv: list[bytes], now_ms: int) -> Any:
-        """Run a read command now, against the keyspace as of ``now_ms``."""
-        spec = self._spec(argv)
+    def run_read(
+        self, spec: CommandSpec, argv: list[bytes], observe: Callable[[ReadSession], T]
+    ) -> tuple[ReplyT, T]:
+        """Run a read handler now, then ``observe`` on the same state."""
         started_s = time.perf_counter()
+        session = ReadSession(self.node.keyspace, wall_ms())
         try:
-            reply = spec.handler(ReadSession(self.node.keyspace, now_ms), argv)  # type: ignore[call-arg,arg-type]
+            reply = spec.handler(session, argv)  # type: ignore[call-arg,arg-type]
         except CommandError as exc:
             spec.failed_calls += 1
             reply = exc.reply()
+        observed = observe(session)
         self._account(spec, started_s)
-        return decode_reply(reply)
+        return reply, observed
+
+    async def read(self, argv: list[bytes], observe: Callable[[ReadSession], T]) -> tuple[Any, T]:
+        """A read command's decoded reply, and what ``observe`` saw on the same state."""
+        spec = self._spec(argv)
+        if not self._route(spec, argv):
+            reply, observed = self.run_read(spec, argv, observe)
+            return decode_reply(reply), observed
+        future: asyncio.Future[ReplyT] = self.node.loop.create_future()
+        waiter = ReadWaiter(future, self, observe)
+        self.node.read(waiter, spec, argv)  # type: ignore[attr-defined]
+        value = decode_reply(await future)  # a failed round raises before observed is used
+        return value, waiter.observed  # type: ignore[return-value]
 
     async def write(self, argv: list[bytes]) -> Any:
         """Prepare, propose and wait for a write to commit; its decoded reply."""
         node = self.node
-        if node.shutting_down:
-            raise NodeUnavailable("the node is shutting down")
         spec = self._spec(argv)
+        self._route(spec, argv)
         started_s = time.perf_counter()
         if spec.prepare is not None:
             try:

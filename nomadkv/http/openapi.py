@@ -36,6 +36,12 @@ UNAUTHORIZED = {
     "content": {"application/json": {"schema": _ref("Error")}},
 }
 
+UNAVAILABLE = _error(
+    "Not served here now: the node is shutting down, or (cluster mode) it is not the "
+    "leader (the error is Redis's MOVED text naming the leader's RESP address) or the "
+    "cluster has no leader (CLUSTERDOWN), or leadership changed before the write committed."
+)
+
 KEY_PARAMETER = {
     "name": "key",
     "in": "path",
@@ -120,11 +126,15 @@ SCHEMAS: dict[str, Any] = {
         "required": ["key", "deleted"],
         "additionalProperties": False,
     },
-    "Member": {
+    "NodeInfo": {
         "type": "object",
-        "description": "One node of the cluster.",
+        "description": "The node that answers.",
         "properties": {
-            "id": {"type": "string", "description": "Run id: random per process (as Redis's)."},
+            "id": {
+                "type": "string",
+                "description": "Cluster mode: the member id (40 hex, from the Raft id, stable). "
+                "Standalone: a random run id per process, as Redis's run_id.",
+            },
             "address": {"type": "string", "description": "RESP host:port."},
             "http_address": {"type": "string", "description": "HTTP sidecar host:port."},
             "role": {"type": "string", "enum": ["leader", "follower", "candidate", "learner"]},
@@ -151,6 +161,18 @@ SCHEMAS: dict[str, Any] = {
         ],
         "additionalProperties": False,
     },
+    "Member": {
+        "type": "object",
+        "description": "One node of the cluster, as this node knows it.",
+        "properties": {
+            "id": {"type": "string"},
+            "raft_id": {"type": ["integer", "null"], "description": "null when standalone."},
+            "address": {"type": "string", "description": "RESP host:port."},
+            "role": {"type": "string", "enum": ["leader", "follower", "learner"]},
+        },
+        "required": ["id", "raft_id", "address", "role"],
+        "additionalProperties": False,
+    },
     "ShardGroup": {
         "type": "object",
         "description": "A set of slots and the replicas (a Raft group) that serve them.",
@@ -166,7 +188,10 @@ SCHEMAS: dict[str, Any] = {
                     "maxItems": 2,
                 },
             },
-            "leader": {"type": ["string", "null"], "description": "Member id of the leader."},
+            "leader": {
+                "type": ["string", "null"],
+                "description": "Member id of the leader; null while there is none.",
+            },
             "members": {"type": "array", "items": {"type": "string"}},
             "term": {"type": "integer", "minimum": 0},
             "commit_index": {"type": "integer", "minimum": 0},
@@ -178,9 +203,13 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "cluster_enabled": {"type": "boolean"},
-            "state": {"type": "string", "enum": ["ok", "fail"]},
+            "state": {
+                "type": "string",
+                "enum": ["ok", "fail"],
+                "description": "fail while the cluster has no leader.",
+            },
             "slots": {"type": "integer", "const": 16384},
-            "node": _ref("Member"),
+            "node": _ref("NodeInfo"),
             "members": {"type": "array", "items": _ref("Member")},
             "shard_groups": {"type": "array", "items": _ref("ShardGroup")},
         },
@@ -220,7 +249,7 @@ PATHS: dict[str, Any] = {
                 "400": _error("Bad JSON, a missing or mistyped field, an invalid ttl."),
                 "401": UNAUTHORIZED,
                 "413": _error("The body or the value is too large."),
-                "503": _error("The node is shutting down."),
+                "503": UNAVAILABLE,
             },
         }
     },
@@ -228,6 +257,8 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "get",
             "summary": "Read a key (GET key), with its time to live.",
+            "description": "In cluster mode the leader answers linearizably (after a ReadIndex "
+            "round), as it does RESP reads.",
             "security": SECURED,
             "parameters": [KEY_PARAMETER],
             "responses": {
@@ -235,6 +266,7 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "404": _error("No such key (or it has expired)."),
                 "409": _error("The key holds another type than a string (WRONGTYPE)."),
+                "503": UNAVAILABLE,
             },
         }
     },
@@ -249,7 +281,7 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("DeleteResult"), "Deleted."),
                 "401": UNAUTHORIZED,
                 "404": _error("No such key: nothing was deleted."),
-                "503": _error("The node is shutting down."),
+                "503": UNAVAILABLE,
             },
         }
     },

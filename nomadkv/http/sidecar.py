@@ -35,8 +35,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from nomadkv import __version__
+from nomadkv.cluster.topology import node_name
 from nomadkv.http.exposition import CONTENT_TYPE
-from nomadkv.http.gateway import CommandFailed, Gateway, NodeUnavailable, wall_ms
+from nomadkv.http.gateway import CommandFailed, Gateway, NodeUnavailable, ReadSession
 from nomadkv.http.metrics import HttpStats, render_metrics
 from nomadkv.http.openapi import DOCUMENT, MAX_BODY_BYTES
 from nomadkv.server.node import TERM
@@ -245,14 +246,16 @@ class Sidecar:
     async def get(self, request: web.Request) -> web.Response:
         """GET /api/v1/get/{key}"""
         key = key_from_path(request, GET_PREFIX)
-        now_ms = wall_ms()
+
+        def deadline_then(session: ReadSession) -> tuple[int | None, int]:
+            return session.keyspace.deadline(key), session.now_ms
+
         try:
-            value = self.gateway.read([b"GET", key], now_ms)
+            value, (deadline, now_ms) = await self.gateway.read([b"GET", key], deadline_then)
         except CommandFailed as exc:
             return json_error(409 if exc.code == "WRONGTYPE" else 400, exc.message)
         if value is None:
             return json_error(404, "no such key")
-        deadline = self.node.keyspace.deadline(key)
         ttl_ms = None if deadline is None else max(deadline - now_ms, 0)
         text, encoding = encoded_value(value)
         return web.json_response(
@@ -279,15 +282,14 @@ class Sidecar:
 
     # -- the node ----------------------------------------------------------------
 
-    def member(self) -> dict[str, Any]:
+    def _node_view(self, node_id: str, address: str, role: str) -> dict[str, Any]:
         node = self.node
         config = node.config
         return {
-            "id": self.run_id,
-            "address": f"{config.bind.split()[0]}:{config.port}",
+            "id": node_id,
+            "address": address,
             "http_address": f"{config.http_address.split()[0]}:{config.http_port}",
-            # A single member commits alone: it is the leader of its one group.
-            "role": "leader",
+            "role": role,
             "version": __version__,
             "uptime_seconds": round(time.time() - node.started_at, 3),
             "keys": len(node.keyspace),
@@ -297,9 +299,12 @@ class Sidecar:
             "connected_clients": len(node.clients),
         }
 
-    async def cluster_info(self, request: web.Request) -> web.Response:
-        """GET /api/v1/cluster/info"""
-        me = self.member()
+    def _standalone_view(self) -> dict[str, Any]:
+        config = self.node.config
+        address = f"{config.bind.split()[0]}:{config.port}"
+        # A single member commits alone: it is the leader of its one group.
+        me = self._node_view(self.run_id, address, "leader")
+        member = {"id": me["id"], "raft_id": None, "address": address, "role": "leader"}
         group = {
             "id": 0,
             "slots": [[0, SLOTS - 1]],
@@ -308,16 +313,61 @@ class Sidecar:
             "term": TERM,
             "commit_index": self.node.machine.applied_index,
         }
-        return web.json_response(
-            {
-                "cluster_enabled": False,
-                "state": "ok",
-                "slots": SLOTS,
-                "node": me,
-                "members": [me],
-                "shard_groups": [group],
-            }
+        return {
+            "cluster_enabled": False,
+            "state": "ok",
+            "slots": SLOTS,
+            "node": me,
+            "members": [member],
+            "shard_groups": [group],
+        }
+
+    def _cluster_view(self) -> dict[str, Any]:
+        node: Any = self.node
+        topology = node.topology()
+        raft = node.info_raft()
+        me = self._node_view(
+            node_name(node.raft_id), f"{node.host}:{node.config.port}", raft.get("role", "follower")
         )
+        members = []
+        for member in topology.members:
+            if member.raft_id == topology.leader_id:
+                role = "leader"
+            elif member.raft_id in topology.learners:
+                role = "learner"
+            else:
+                role = "follower"
+            members.append(
+                {
+                    "id": member.name,
+                    "raft_id": member.raft_id,
+                    "address": member.address,
+                    "role": role,
+                }
+            )
+        leader = topology.leader
+        group = {
+            "id": 0,
+            "slots": [[0, SLOTS - 1]],
+            "leader": leader.name if leader is not None else None,
+            "members": [m["id"] for m in members],
+            "term": topology.epoch,
+            "commit_index": raft.get("commit_index", 0),
+        }
+        return {
+            "cluster_enabled": True,
+            "state": "ok" if leader is not None else "fail",
+            "slots": SLOTS,
+            "node": me,
+            "members": members,
+            "shard_groups": [group],
+        }
+
+    async def cluster_info(self, request: web.Request) -> web.Response:
+        """GET /api/v1/cluster/info"""
+        if self.node.config.cluster_enabled:
+            return web.json_response(self._cluster_view())
+        return web.json_response(self._standalone_view())
 
     async def health(self, request: web.Request) -> web.Response:
         """GET /health"""

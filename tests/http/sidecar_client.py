@@ -103,16 +103,18 @@ class SidecarNode:
         return self.server.client(password=self.password)
 
 
+def health_answers(host: str, port: int) -> bool:
+    """The sidecar listens and says it serves (it starts just after the RESP port)."""
+    try:
+        return HttpClient(host, port).get("/health", check=False).status == 200
+    except OSError:
+        return False
+
+
 def start_sidecar_node(data_dir: str, **options: Any) -> SidecarNode:
     http_port = free_port()
     server = nomadkv_node(data_dir, http_port=http_port, **options).start()
     node = SidecarNode(server, http_port, options.get("requirepass"))
 
-    def health_answers() -> bool:
-        try:
-            return HttpClient(server.host, http_port).get("/health", check=False).status == 200
-        except OSError:
-            return False
-
-    wait_until(health_answers, 30, "the HTTP sidecar to answer /health")
+    wait_until(lambda: health_answers(server.host, http_port), 30, "the sidecar's /health")
     return node
