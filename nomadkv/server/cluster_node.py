@@ -103,8 +103,11 @@ class ClusterNode(Node):
             advertise=advertise,
             on_address=self._on_peer_address,
         )
-        # index -> (entry data, its now_ms, commands, waiters): this node's proposals.
-        self._inflight: dict[int, tuple[bytes, int, list[list[bytes]], list[Client | None]]] = {}
+        # index -> (entry data, its now_ms, commands, waiters, perf_counter when
+        # proposed): this node's proposals in flight.
+        self._inflight: dict[
+            int, tuple[bytes, int, list[list[bytes]], list[Client | None], float]
+        ] = {}
         self._ready_scheduled = False
         self._persisting = False
         # Linearizable reads: gathered during a loop turn, one ReadIndex round each turn.
@@ -310,7 +313,7 @@ class ClusterNode(Node):
             self._answer(waiters, self.redirect_error(None))
             return
         self._last_entry_ms = now_ms
-        self._inflight[index] = (data, now_ms, commands, waiters)
+        self._inflight[index] = (data, now_ms, commands, waiters, time.perf_counter())
         self.stats.log_bytes_written += len(data)
         self._schedule_ready()
 
@@ -325,8 +328,9 @@ class ClusterNode(Node):
                 machine.skip(entry.index)
                 self._conf_change_applied(decode_conf_change(entry.data))
             elif mine is not None and mine[0] is entry.data:
-                _, now_ms, commands, waiters = mine
+                _, now_ms, commands, waiters, proposed_at = mine
                 replies = machine.apply(entry.index, now_ms, commands)
+                self.stats.write_latency.observe(time.perf_counter() - proposed_at, len(commands))
                 for client, reply in zip(waiters, replies, strict=True):
                     if client is not None:
                         client.deliver(reply)

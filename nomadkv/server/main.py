@@ -74,13 +74,13 @@ async def serve(config: Config) -> None:
     log.info("shutting down")
     for server in servers:
         server.close()
+    if sidecar is not None:
+        await sidecar.cleanup()  # in-flight HTTP writes still commit: the node runs on
     for client in list(node.clients.values()):
         client.flush()
     await node.shutdown()
     for client in list(node.clients.values()):
         client.close()
-    if sidecar is not None:
-        await sidecar.cleanup()
     log.info("NomadKV is now ready to exit, bye bye")
 
 

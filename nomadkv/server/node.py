@@ -93,7 +93,11 @@ class Node:
         self._flush_scheduled = False
         self._last_entry_ms = 0
         # Entries written but not yet committed: (index, now_ms, commands, waiters).
-        self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Client | None]]] = deque()
+        # Entries written but not yet committed:
+        # (index, now_ms, commands, waiters, perf_counter when proposed).
+        self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Client | None], float]] = (
+            deque()
+        )
         self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
         self._fsync_running = False
         self._fsync_future: asyncio.Future[None] | None = None
@@ -197,7 +201,7 @@ class Node:
         index = self.log.last_index + 1
         written = self.log.append([(index, TERM, KIND_COMMANDS, encode_entry(now_ms, commands))])
         self.stats.log_bytes_written += written
-        self._unsynced.append((index, now_ms, commands, waiters))
+        self._unsynced.append((index, now_ms, commands, waiters, time.perf_counter()))
         policy = self.config.appendfsync
         if policy == "always":
             self._start_fsync()
@@ -231,9 +235,12 @@ class Node:
     def _commit_through(self, index: int) -> None:
         unsynced = self._unsynced
         touched: set[Client] = set()
+        write_latency = self.stats.write_latency
+        now = time.perf_counter()
         while unsynced and unsynced[0][0] <= index:
-            entry_index, now_ms, commands, waiters = unsynced.popleft()
+            entry_index, now_ms, commands, waiters, proposed_at = unsynced.popleft()
             replies = self.machine.apply(entry_index, now_ms, commands)
+            write_latency.observe(now - proposed_at, len(commands))
             for client, reply in zip(waiters, replies, strict=True):
                 if client is not None:
                     client.deliver(reply)

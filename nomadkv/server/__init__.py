@@ -1,0 +1,1 @@
+"""The shell: client connections, the peer bus, the node runtimes, server commands."""
