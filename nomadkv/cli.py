@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from nomadkv.server.main import run
 
-    return run(config)
+    return run(config, args.config)
 
 
 if __name__ == "__main__":

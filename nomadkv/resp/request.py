@@ -4,24 +4,39 @@ Owns framing of what clients send: RESP multibulk (parsed by hiredis) and
 inline commands (``PING`` typed into telnet), and the limits Redis enforces
 on them. Pure: no I/O.
 
+As in Redis (networking.c processInputBuffer), each request is inline or
+multibulk by its first byte: ``*`` starts a multibulk request, anything
+else an inline one, so the two forms may follow each other on a connection.
+
 Limits stay off the hot path. hiredis reads headers only when ``gets`` is
 called and never waits for more than the client sends, so an exact Python
 walk over the buffered frames runs only when something could break a limit:
 a buffered frame larger than ``proto-max-bulk-len`` (only then can one of its
-bulks be), a first header long enough to announce 10 million elements, or an
-unauthenticated client (whose limits are tiny). A header announcing a huge
-array that slips past this (later in a pipelined chunk) costs only address
-space: hiredis's list is calloc'd and its pages are touched as elements
-arrive, which the query buffer limit bounds; a failed allocation surfaces as
-MemoryError and closes that connection.
+bulks be), a partial request that keeps growing (walked each time its size
+doubles past 64 KiB, which finds an endless length header or an oversized
+length), a first header long enough to announce 10 million elements, or an
+unauthenticated client (whose limits are tiny). The multibulk length is
+capped at MULTIBULK_MAX_LEN rather than Redis's INT_MAX because hiredis
+allocates the whole argument list when it reads the header.
+
+hiredis also accepts what a request may not hold (integers, nulls, nested
+arrays, RESP3 types). When the connection finds such a value, ``recover``
+walks the buffered bytes as Redis would: a multibulk frame with a bad
+element is a protocol error with Redis's text; a frame that does not start
+with ``*`` (or a ``*-N`` header, which Redis skips) is where Redis would
+switch to an inline command, and parsing resumes from there.
 """
 
 from __future__ import annotations
 
 import hiredis
 
-INLINE_MAX_BYTES = 64 * 1024
+INLINE_MAX_BYTES = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE, also the longest length header
 MULTIBULK_MAX_LEN = 4 * 1024 * 1024
+FIRST_GROWTH_CHECK = 64 * 1024
+# RESP3 types hiredis turns into a plain list or the False sentinel ("~" set,
+# "|" attribute, ">" push, "#f"): a frame of these may have run or vanished.
+SILENT_TYPES = b"~|>#"
 UNAUTHENTICATED_MULTIBULK_MAX = 10
 UNAUTHENTICATED_BULK_MAX = 16 * 1024
 
@@ -117,6 +132,8 @@ class RequestParser:
 
     __slots__ = (
         "_inline",
+        "_next_check",
+        "_raw_in_reader",
         "_reader",
         "_tail",
         "_tail_len",
@@ -135,24 +152,39 @@ class RequestParser:
         self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
         self._inline = b""
-        # Bytes fed since the reader last held nothing: they start at a frame
-        # boundary, so the limit walk can find every header in them.
+        # True when raw client bytes went to hiredis since it was last empty:
+        # then it may hold a partial request, and new bytes continue it.
+        # Re-encoded inline commands are always whole.
+        self._raw_in_reader = False
+        # Bytes fed since the reader last held nothing (or since the last
+        # whole frame the limit walk passed): they start at a frame boundary,
+        # so the walk can find every header in them.
         self._tail: list[bytes] = []
         self._tail_len = 0
+        self._next_check = FIRST_GROWTH_CHECK
 
     def has_pending(self) -> bool:
         """True while a partial (or an undrained) request is buffered."""
         return bool(self._inline) or self._reader.has_data()
 
+    def buffered_bytes(self) -> int:
+        """Bytes received and not yet parsed into requests (CLIENT LIST qbuf)."""
+        if not self._reader.has_data():
+            return len(self._inline)
+        return len(self._inline) + (self._tail_len if self._raw_in_reader else 0)
+
     def feed(self, data: bytes) -> None:
         """Buffer ``data``; raises ProtocolError or QueryBufferExceeded."""
         reader = self._reader
-        if not reader.has_data():
+        if not self._raw_in_reader or not reader.has_data():
+            # At a request boundary: the first byte decides the request's form.
             if self._inline or data[0] != 0x2A:  # not '*': an inline command
                 self._feed_inline(data)
                 return
+            self._raw_in_reader = True
             self._tail = [data]
             self._tail_len = size = len(data)
+            self._next_check = FIRST_GROWTH_CHECK
             # A first header of 8+ characters announces 10 million elements or more.
             if size > self.max_bulk_len or not self.authenticated or data.find(b"\r", 0, 9) < 0:
                 self._check_limits()
@@ -161,11 +193,13 @@ class RequestParser:
             self._tail_len += len(data)
             if self._tail_len > self.max_query_buffer:
                 raise QueryBufferExceeded
-            if self._tail_len > self.max_bulk_len or not self.authenticated:
+            if self._tail_len > self._next_check or not self.authenticated:
+                self._next_check = 2 * self._tail_len
                 self._check_limits()
         reader.feed(data)
 
     def _feed_inline(self, data: bytes) -> None:
+        self._raw_in_reader = False
         buffer = self._inline + data if self._inline else data
         start = 0
         while start < len(buffer):
@@ -187,6 +221,31 @@ class RequestParser:
             start = end + 1
         self._inline = b""
 
+    def recover(self) -> None:
+        """After hiredis failed, or produced something that is not a request:
+        raise Redis's ProtocolError for it, or resume parsing where Redis would
+        have read an inline command. Every request before that point has run."""
+        position = self._scan(limits=False)
+        if position is None:
+            raise ProtocolError("Protocol error: invalid request")
+        rest = b"".join(self._tail)[position:]
+        if rest[0] in SILENT_TYPES:
+            # hiredis may have run this frame as a request or skipped it, so
+            # what follows it may have run too: resuming here could run it twice.
+            raise ProtocolError(f"Protocol error: unexpected '{chr(rest[0])}' request type")
+        self._reader = hiredis.Reader()
+        self.gets = self._reader.gets
+        self._raw_in_reader = False
+        self._tail = []
+        self._tail_len = 0
+        while rest[:2] == b"*-":
+            end = rest.find(b"\r\n")
+            if end < 0:
+                break  # an incomplete header: the next bytes will complete it
+            rest = rest[end + 2 :]  # Redis skips an empty or negative multibulk
+        if rest:
+            self.feed(rest)
+
     def explain(self) -> str:
         """Redis's message for the framing error hiredis just raised."""
         try:
@@ -197,6 +256,14 @@ class RequestParser:
 
     def _check_limits(self) -> None:
         """Walk the buffered frames and check every header against the limits."""
+        self._scan(limits=True)
+
+    def _scan(self, limits: bool) -> int | None:
+        """Walk the buffered frames as Redis parses them; raise ProtocolError at
+        the first framing error. Returns the offset in the tail of the first
+        frame that is not a multibulk request (an inline one, for Redis), or
+        None. With ``limits`` (checking before hiredis reads the bytes), the
+        tail is cut to the last frame boundary reached."""
         buffer = b"".join(self._tail)
         max_multibulk = MULTIBULK_MAX_LEN
         max_bulk = self.max_bulk_len
@@ -205,30 +272,39 @@ class RequestParser:
             max_bulk = min(max_bulk, UNAUTHENTICATED_BULK_MAX)
         pos, size = 0, len(buffer)
         frame_start = 0
+        found = None
         while pos < size:
             frame_start = pos
             if buffer[pos] != 0x2A:
-                break  # an inline command after a multibulk one: hiredis rejects it
-            end = buffer.find(b"\r\n", pos)
+                found = pos
+                break
+            end = buffer.find(b"\r", pos)
             if end < 0:
+                if size - pos > INLINE_MAX_BYTES:
+                    raise ProtocolError("Protocol error: too big mbulk count string")
                 break
             header = buffer[pos + 1 : end]
-            pos = end + 2
-            if header[:1] == b"-" and header[1:].isdigit():
-                continue  # Redis ignores an empty or null multibulk
+            if header[:1] == b"-" and _parse_length(header[1:]):
+                # Redis skips a negative multibulk; hiredis returns None for "*-1"
+                # and fails on the others: either way, parsing resumes here.
+                found = pos
+                break
             count = _parse_length(header)
             if count is None or count > MULTIBULK_MAX_LEN:
                 raise ProtocolError("Protocol error: invalid multibulk length")
             if count > max_multibulk:
                 raise ProtocolError("Protocol error: unauthenticated multibulk length")
+            pos = end + 2
             for _ in range(count):
                 if pos >= size:
                     break
                 if buffer[pos] != 0x24:
                     got = chr(buffer[pos])
                     raise ProtocolError(f"Protocol error: expected '$', got '{got}'")
-                end = buffer.find(b"\r\n", pos)
+                end = buffer.find(b"\r", pos)
                 if end < 0:
+                    if size - pos > INLINE_MAX_BYTES:
+                        raise ProtocolError("Protocol error: too big bulk count string")
                     break
                 length = _parse_length(buffer[pos + 1 : end])
                 if length is None or length > self.max_bulk_len:
@@ -239,13 +315,16 @@ class RequestParser:
             else:
                 continue
             break
-        if frame_start:
+        if limits and frame_start:
             rest = buffer[frame_start:]
             self._tail = [rest]
             self._tail_len = len(rest)
+        return found
 
 
 def _parse_length(text: bytes) -> int | None:
-    if not text or len(text) > 19 or not text.isdigit():
+    """A length header as Redis's string2ll reads it: digits, no sign, no
+    leading zero, no spaces."""
+    if not text or len(text) > 19 or not text.isdigit() or (text[0] == 0x30 and len(text) > 1):
         return None
     return int(text)

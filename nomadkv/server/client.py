@@ -14,7 +14,6 @@ read then sees the connection's own writes.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import time
@@ -68,6 +67,7 @@ WRITE_BUFFER_LOW = 256 * 1024
 TIMED_BATCH_MASK = 15  # time one batch of commands in 16 for commandstats and metrics
 _client_ids = itertools.count(1)
 _COMMANDS_GET = COMMANDS.get
+_join = b"".join
 
 
 class CloseConnection(Exception):
@@ -76,6 +76,14 @@ class CloseConnection(Exception):
     def __init__(self, reply: bytes) -> None:
         super().__init__()
         self.reply = reply
+
+
+class MalformedRequest(Exception):
+    """hiredis returned a value that is not a list of bytes (see RequestParser.recover)."""
+
+
+def well_formed(argv: Any) -> bool:
+    return argv.__class__ is list and all(arg.__class__ is bytes for arg in argv)
 
 
 class Deferred:
@@ -108,6 +116,7 @@ class Client(asyncio.Protocol):
         "keyspace",
         "last_interaction_ms",
         "last_spec",
+        "last_subcommand",
         "lib_name",
         "lib_ver",
         "local_address",
@@ -154,7 +163,8 @@ class Client(asyncio.Protocol):
         self.local_address = "?"
         self.created = time.time()
         self.last_interaction_ms = int(self.created * 1000)
-        self.last_spec: CommandSpec | None = None
+        self.last_spec: CommandSpec | None = None  # the last command of the last batch
+        self.last_subcommand: CommandSpec | None = None  # set by container commands
         self.bytes_in = 0
         self.bytes_out = 0
         self.batches = 0
@@ -231,13 +241,17 @@ class Client(asyncio.Protocol):
         node = self.node
         wrote = False
         commands = iter(self.parser.gets, False)
+        spec = None
+        broken = False
         if self.stash is not None:
             commands = chain((self.stash,), commands)
             self.stash = None
         try:
             for argv in commands:
-                if not argv:  # "*0" and "*-1" are ignored, as Redis does
-                    continue
+                if not argv:
+                    if argv.__class__ is list:  # "*0" is ignored, as Redis does
+                        continue
+                    raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
                 spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
                 argc = len(argv)
                 if spec is None or not spec.write:
@@ -271,6 +285,8 @@ class Client(asyncio.Protocol):
                         self.close_after_reply = True
                         break
                     except Exception:
+                        if not well_formed(argv):
+                            raise MalformedRequest from None
                         reply = self._internal_error(spec, argv)
                     if reply.__class__ is bytes:
                         out.append(reply)  # type: ignore[arg-type]
@@ -280,7 +296,12 @@ class Client(asyncio.Protocol):
                     else:
                         out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
                     continue
-                # A write: check it, make it deterministic, propose it.
+                # A write: check it, make it deterministic, propose it. hiredis
+                # also parses integers, nulls and nested arrays: only a list of
+                # bytes may reach the log (join raises TypeError for anything else).
+                if argv.__class__ is not list:
+                    raise MalformedRequest
+                _join(argv)
                 prepared = argv
                 if (
                     spec.prepare is not None
@@ -313,16 +334,30 @@ class Client(asyncio.Protocol):
                 node.proposed.append(prepared)
                 node.waiters.append(self)
                 wrote = True
-        except (hiredis.ProtocolError, MemoryError):
-            self._protocol_error(self.parser.explain())
-            return
+        except (hiredis.ProtocolError, MemoryError, MalformedRequest):
+            broken = True
+        except (TypeError, AttributeError, KeyError):  # a value hiredis parsed that is no request
+            broken = True
         if wrote:
             node.schedule_flush()
+        if spec is not None:
+            self.last_spec = spec
         if ran:
-            self.last_spec = ran[-1]
             self._account_time(ran, _perf_counter() - started)
+        if broken:
+            self._recover()
         if out:
             self.flush()
+
+    def _recover(self) -> None:
+        """The stream held something that is not a request: Redis's protocol error
+        (and close), or, where Redis would read an inline command, resume there."""
+        try:
+            self.parser.recover()
+        except ProtocolError as exc:
+            self._protocol_error(str(exc))
+            return
+        self.node.loop.call_soon(self.process)
 
     def _queue(self, kind: Waiting, spec: CommandSpec, argv: list[bytes]) -> None:
         """Hand a command to whoever answers it later (cluster mode)."""
@@ -467,48 +502,3 @@ class Client(asyncio.Protocol):
         self.out.append(b"-ERR %b\r\n" % message.encode())
         self.close_after_reply = True
         self.flush()
-
-    # -- session ---------------------------------------------------------------
-
-    def authenticate(self, password: bytes) -> bool:
-        expected = self.node.config.requirepass.encode()
-        ok = bool(expected) and hmac.compare_digest(password, expected)
-        if ok:
-            self.authenticated = True
-            self.parser.authenticated = True
-        return ok
-
-    def info(self) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "id": self.id,
-            "addr": self.address,
-            "laddr": self.local_address,
-            "fd": -1,
-            "name": self.name.decode(errors="replace"),
-            "age": int(now - self.created),
-            "idle": int(now - self.last_interaction_ms / 1000),
-            "flags": "N",
-            "db": 0,
-            "sub": 0,
-            "psub": 0,
-            "ssub": 0,
-            "multi": -1,
-            "qbuf": 0,
-            "qbuf-free": 0,
-            "argv-mem": 0,
-            "multi-mem": 0,
-            "rbs": 0,
-            "rbp": 0,
-            "obl": 0,
-            "oll": 0,
-            "omem": 0,
-            "tot-mem": 0,
-            "events": "r",
-            "cmd": self.last_spec.name if self.last_spec is not None else "NULL",
-            "user": "default",
-            "redir": -1,
-            "resp": 3 if self.resp3 else 2,
-            "lib-name": self.lib_name.decode(errors="replace"),
-            "lib-ver": self.lib_ver.decode(errors="replace"),
-        }

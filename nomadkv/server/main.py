@@ -35,7 +35,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, config_file: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     node = ClusterNode(config, loop) if config.cluster_enabled else Node(config, loop)
     node.recover()
@@ -60,6 +60,7 @@ async def serve(config: Config) -> None:
     if isinstance(node, ClusterNode):
         await node.start_cluster()
     node.start_timers()
+    nomadkv.server.admin.attach(node, config_file)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info(
@@ -84,7 +85,7 @@ async def serve(config: Config) -> None:
     log.info("NomadKV is now ready to exit, bye bye")
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_file: str | None = None) -> int:
     configure_logging(config.loglevel)
-    uvloop.run(serve(config))
+    uvloop.run(serve(config, config_file))
     return 0

@@ -308,6 +308,10 @@ class Node:
     def snapshot_in_progress(self) -> bool:
         return self._snapshot_child is not None
 
+    def when_snapshot_done(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(ok)`` when the snapshot in progress ends (SHUTDOWN SAVE)."""
+        self._snapshot_waiters.append(callback)
+
     def start_snapshot(self, on_done: Callable[[bool], None] | None = None) -> None:
         """Write a snapshot of the applied state from a forked child (copy-on-write,
         as Redis's BGSAVE), so clients are never blocked by it."""
