@@ -16,8 +16,8 @@ Invariants of a valid history:
 - ``ok`` and ``fail`` operations have ``invoke <= complete``; an ``info``
   operation's ``complete`` is only when the client gave up, not a bound;
 - one process has at most one operation in flight: its operations do not
-  overlap (a process that got ``info`` is, by convention, replaced by a new
-  process id, as in Jepsen, because its request may still be in flight).
+  overlap, and a process that got ``info`` issues nothing more (its request
+  may still be in flight; as in Jepsen, the client goes on as a new process).
 
 Values: ``write`` carries the value written; ``read`` the value read (``None``
 for a missing key); ``incr`` the value INCR returned. Values are ints when the
@@ -99,7 +99,11 @@ def validate(operations: Iterable[Operation]) -> None:
         previous = last_complete.get(op.process)
         if previous is not None and op.invoke < previous:
             raise HistoryError(f"process p{op.process} has two operations in flight: {where}")
-        last_complete[op.process] = float("inf") if op.complete is None else op.complete
+        # An info operation may still be in flight: forever, as far as we know.
+        in_flight_until = op.complete
+        if op.outcome == "info" or in_flight_until is None:
+            in_flight_until = float("inf")
+        last_complete[op.process] = in_flight_until
 
 
 def _op_to_json(op: Operation) -> dict[str, Any]:
