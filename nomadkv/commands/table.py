@@ -40,7 +40,8 @@ class CommandError(Exception):
         self.message = message
 
     def reply(self) -> bytes:
-        return b"-%b\r\n" % self.message.encode()
+        # surrogateescape: a message may quote a client's bytes (see quoted()).
+        return b"-%b\r\n" % self.message.encode(errors="surrogateescape")
 
 
 WRONGTYPE_MESSAGE = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -160,6 +161,26 @@ def unknown_command(argv: list[bytes]) -> bytes:
         args += "'{}' ".format(arg.decode(errors="replace")[: 128 - len(args)])
     message = f"ERR unknown command '{name}', with args beginning with: {args}"
     return b"-%b\r\n" % message.replace("\r", " ").replace("\n", " ").encode()
+
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+def option_name(arg: bytes) -> bytes:
+    """An option as Redis compares it (strcasecmp on a C string): upper-cased,
+    cut at the first NUL byte."""
+    name = arg.upper()
+    return name if b"\0" not in name else name[: name.index(b"\0")]
+
+
+def quoted(arg: bytes) -> str:
+    """A client's argument inside an error message, as Redis's %s formatting puts
+    it there: cut at the first NUL, CR and LF turned into spaces; bytes kept as
+    they are (they are encoded back by ``CommandError.reply``)."""
+    if b"\0" in arg:
+        arg = arg[: arg.index(b"\0")]
+    return arg.replace(b"\r", b" ").replace(b"\n", b" ").decode(errors="surrogateescape")
 
 
 def parse_int(value: bytes, message: str = NOT_INTEGER) -> int:

@@ -15,6 +15,10 @@ Invariants:
   (``lookup`` during apply) remove an expired key themselves, which is
   deterministic because every replica applies the entry with the same
   ``now_ms``.
+- Keys leave ``data`` only through ``delete``, ``flush`` and ``adopt``, which
+  count ``removals`` (``flush`` and ``adopt`` as if every key went): with
+  ``len(data)`` it tells whether the set of keys changed, and how far a SCAN
+  cursor may have to step back.
 """
 
 from __future__ import annotations
@@ -57,10 +61,32 @@ def type_name(value: Value) -> bytes:
     return _TYPE_NAMES[value.__class__]
 
 
+def copy_value(value: Value) -> Value:
+    """An independent copy of ``value`` (COPY): strings are immutable and shared."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, ListValue):
+        return ListValue(value)
+    if isinstance(value, SetValue):
+        return SetValue(value)
+    if isinstance(value, HashValue):
+        return HashValue(value)
+    return ZSetValue(value)
+
+
 class Keyspace:
     """Keys to values, plus deadlines for the keys that have one."""
 
-    __slots__ = ("_deadline_heap", "data", "expired_seen", "expires", "hits", "misses")
+    __slots__ = (
+        "_deadline_heap",
+        "_scan_order",
+        "data",
+        "expired_seen",
+        "expires",
+        "hits",
+        "misses",
+        "removals",
+    )
 
     def __init__(self) -> None:
         self.data: dict[bytes, Value] = {}
@@ -71,6 +97,8 @@ class Keyspace:
         self.expired_seen: set[bytes] = set()
         self.hits = 0
         self.misses = 0
+        self.removals = 0
+        self._scan_order: ScanOrder | None = None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -117,6 +145,36 @@ class Keyspace:
             if deadline is None or deadline > now_ms:
                 yield key
 
+    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+        """``count`` keys in SCAN order from ``cursor`` on, and the cursor that
+        continues after them (0 at the end). Does not filter expired keys.
+
+        SCAN order is the dict's insertion order, read from a copy (``ScanOrder``)
+        taken when an iteration starts (cursor 0) after the set of keys changed
+        (O(N), in C), or when there is none; then O(count) per call. A key that
+        stays in the keyspace keeps its place in that order, and moves towards
+        the front by one place at most per key removed. So a cursor holds a
+        position and the removal count of the copy it points into, and a later
+        copy resumes that many places earlier: every key present from cursor 0
+        to the end of the iteration is returned, some maybe twice if keys were
+        removed meanwhile (as Redis allows). A copy may hold keys removed since
+        (the caller skips them) and lacks keys added since the iteration began
+        (which need not be returned). Cursors do not survive a restart or an
+        installed snapshot (``adopt``), which restart the order.
+        """
+        order = self._scan_order
+        if order is None or (cursor == 0 and order.stamp != (len(self.data), self.removals)):
+            order = self._scan_order = ScanOrder(self.data, self.removals)
+        position = cursor & _POSITION_MASK
+        if cursor:
+            removed_since = (order.removals - (cursor >> _POSITION_BITS)) & _POSITION_MASK
+            position = max(0, position - removed_since)
+        end = position + max(count, 1)
+        keys = order.keys[position:end]
+        if end >= len(order.keys):
+            return 0, keys
+        return (order.removals & _POSITION_MASK) << _POSITION_BITS | end, keys
+
     # -- writes: only from apply ---------------------------------------------
 
     def lookup(self, key: bytes, now_ms: int) -> Value | None:
@@ -154,6 +212,7 @@ class Keyspace:
             return False
         if self.expires:
             self.expires.pop(key, None)
+        self.removals += 1
         return True
 
     def delete_if_expired(self, key: bytes, now_ms: int) -> bool:
@@ -166,16 +225,20 @@ class Keyspace:
     def adopt(self, other: Keyspace) -> None:
         """Take over ``other``'s contents (an installed snapshot), keeping this object,
         which connections and the state machine hold on to."""
+        self.removals += len(self.data) + len(other.data) + 1
         self.data = other.data
         self.expires = other.expires
         self._deadline_heap = other._deadline_heap
         self.expired_seen = set()
+        self._scan_order = None
 
     def flush(self) -> None:
+        self.removals += len(self.data) + 1
         self.data.clear()
         self.expires.clear()
         self._deadline_heap.clear()
         self.expired_seen.clear()
+        self._scan_order = None
 
     # -- active expiry -------------------------------------------------------
 
@@ -238,6 +301,21 @@ class Keyspace:
         else:
             cls = _CLASS_OF[kind]
             self.data.update((key, cls(value)) for key, value in chunk.items())
+
+
+class ScanOrder:
+    """The keys of one moment in insertion order, and the keyspace's removal count then."""
+
+    __slots__ = ("keys", "removals", "stamp")
+
+    def __init__(self, data: dict[bytes, Value], removals: int) -> None:
+        self.keys = list(data)
+        self.removals = removals
+        self.stamp = (len(self.keys), removals)
+
+
+_POSITION_BITS = 32
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
 
 
 STRING_KIND = 0
