@@ -176,26 +176,36 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Buffer ``data``; raises ProtocolError or QueryBufferExceeded."""
         reader = self._reader
-        if not self._raw_in_reader or not reader.has_data():
-            # At a request boundary: the first byte decides the request's form.
-            if self._inline or data[0] != 0x2A:  # not '*': an inline command
+        if self._inline:
+            self._feed_inline(data)
+            return
+        first = data[0]
+        if not (self._raw_in_reader and reader.has_data()):
+            # Maybe at a request boundary, where the first byte decides the form.
+            # hiredis's has_data() is False also right after it consumed a type
+            # byte or an array header of a request still incomplete; what comes
+            # next then is a '$' or the digits of a length, which no inline
+            # command starts with: those continue the request.
+            if first == 0x2A:  # '*': a new multibulk request
+                self._raw_in_reader = True
+                self._tail = [data]
+                self._tail_len = size = len(data)
+                self._next_check = FIRST_GROWTH_CHECK
+                # A first header of 8+ characters announces 10 million elements or more.
+                if size > self.max_bulk_len or not self.authenticated or data.find(b"\r", 0, 9) < 0:
+                    self._check_limits()
+                reader.feed(data)
+                return
+            if not self._raw_in_reader or not (first == 0x24 or 0x30 <= first <= 0x39):
                 self._feed_inline(data)
                 return
-            self._raw_in_reader = True
-            self._tail = [data]
-            self._tail_len = size = len(data)
-            self._next_check = FIRST_GROWTH_CHECK
-            # A first header of 8+ characters announces 10 million elements or more.
-            if size > self.max_bulk_len or not self.authenticated or data.find(b"\r", 0, 9) < 0:
-                self._check_limits()
-        else:
-            self._tail.append(data)
-            self._tail_len += len(data)
-            if self._tail_len > self.max_query_buffer:
-                raise QueryBufferExceeded
-            if self._tail_len > self._next_check or not self.authenticated:
-                self._next_check = 2 * self._tail_len
-                self._check_limits()
+        self._tail.append(data)
+        self._tail_len += len(data)
+        if self._tail_len > self.max_query_buffer:
+            raise QueryBufferExceeded
+        if self._tail_len > self._next_check or not self.authenticated:
+            self._next_check = 2 * self._tail_len
+            self._check_limits()
         reader.feed(data)
 
     def _feed_inline(self, data: bytes) -> None:
