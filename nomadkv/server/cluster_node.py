@@ -511,8 +511,16 @@ class ClusterNode(Node):
             return
         status = raw.status()
         for raft_id, progress in status.progress.items():
-            if progress.is_learner and progress.match_index + PROMOTE_LAG_ENTRIES >= (
-                status.last_index
+            # Caught up means it answered (REPLICATE: it acknowledged an append, so it
+            # holds the snapshot and the log up to match_index; recently active: it is
+            # still there) and is close to the end of the log. Closeness alone is not
+            # enough: when the log is short, a learner that never received anything
+            # would look close, and a voter that cannot answer costs fault tolerance.
+            if (
+                progress.is_learner
+                and progress.state == "REPLICATE"
+                and progress.recent_active
+                and progress.match_index + PROMOTE_LAG_ENTRIES >= status.last_index
             ):
                 try:
                     raw.propose_conf_change(

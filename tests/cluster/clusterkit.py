@@ -73,6 +73,17 @@ def raft_info(node: ServerProcess) -> dict[str, Any]:
         client.close()
 
 
+def raft_ids(value: object) -> set[int]:
+    """An id list of INFO raft (``voters``, ``learners``) as a set, however redis-py
+    parsed it ("1,2,3" comes back as a list, "1" as an int, "" as a string)."""
+    if isinstance(value, list):
+        return {int(v) for v in value}
+    if isinstance(value, int):
+        return {value}
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return {int(v) for v in text.split(",") if v}
+
+
 def term_of(node: ServerProcess) -> int:
     return int(raft_info(node)["term"])
 
