@@ -1,0 +1,472 @@
+"""One seeded simulation run: a fault phase, a healing phase, and the verdict.
+
+Owns: `SimParams` (everything a run varies, drawn from its seed: cluster size,
+Raft options, fault rates, workload), `Simulation` (drives a Cluster, a
+SimNetwork, a Workload, a fault injector and a membership operator on one
+EventQueue) and `SimResult`.
+Phases (VOPR-style): during the fault phase, partitions (symmetric and
+asymmetric), crashes that lose unsynced writes, restarts, message loss,
+duplication, reordering, membership changes and leadership transfers are
+injected at random; then the network heals, every replica restarts, and the
+cluster must elect a leader, commit a fresh entry and apply it on every
+member, and serve a read, within a bounded number of ticks (liveness).
+Never: uses global randomness or the wall clock. One seed replays a run
+exactly: `python -m nomadkv.sim --seed <seed>`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nomadkv.raft import (
+    ConfChange,
+    ConfChangeTransition,
+    Config,
+    Entry,
+    InvariantViolation,
+    MessageType,
+    ReadState,
+    Ready,
+    RequestDropped,
+    StateRole,
+    add_learner,
+    add_voter,
+    remove_node,
+)
+from nomadkv.raft.confchange import ConfChangeSingle
+from nomadkv.sim.checker import Violation
+from nomadkv.sim.clock import EventQueue
+from nomadkv.sim.cluster import Cluster, Replica, ReplicaOptions
+from nomadkv.sim.network import LinkFaults, SimNetwork
+from nomadkv.sim.workload import Workload, WorkloadStats
+
+TICK_MS = 10
+PROBE_READ = b"probe-read:"
+MAX_MEMBERS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    nodes: int
+    election_ticks: int
+    heartbeat_ticks: int
+    pre_vote: bool
+    check_quorum: bool
+    lease_reads: bool
+    max_size_per_msg: int
+    max_inflight_msgs: int
+    snapshot_every: int
+    snapshot_keep: int
+    snapshot_chunk_bytes: int
+    fault_ms: int
+    fault_gap_ms: int
+    crashes: bool
+    partitions: bool
+    lossy: bool
+    membership: bool
+    transfers: bool
+    buggify: float
+    clients: int
+    read_ratio: float
+    liveness_ticks: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> SimParams:
+        rng = random.Random(f"params:{seed}")
+        election_ticks = rng.randint(8, 16)
+        check_quorum = rng.random() < 0.8
+        return cls(
+            nodes=rng.choice((3, 5)),
+            election_ticks=election_ticks,
+            heartbeat_ticks=rng.randint(1, 3),
+            pre_vote=rng.random() < 0.8,
+            check_quorum=check_quorum,
+            lease_reads=check_quorum and rng.random() < 0.4,
+            max_size_per_msg=rng.choice((1, 16, 64, 1 << 20)),
+            max_inflight_msgs=rng.choice((1, 4, 256)),
+            snapshot_every=rng.choice((8, 20, 50, 1 << 30)),
+            snapshot_keep=rng.choice((0, 3, 10)),
+            snapshot_chunk_bytes=rng.choice((16, 64, 1 << 20)),
+            fault_ms=rng.randint(1500, 3000),
+            fault_gap_ms=rng.randint(100, 400),
+            crashes=rng.random() < 0.8,
+            partitions=rng.random() < 0.8,
+            lossy=rng.random() < 0.7,
+            membership=rng.random() < 0.5,
+            transfers=rng.random() < 0.5,
+            buggify=rng.choice((0.0, 0.0, 0.1, 0.3)),
+            clients=rng.randint(1, 4),
+            read_ratio=rng.choice((0.2, 0.5, 0.8)),
+            liveness_ticks=60 * election_ticks,
+        )
+
+    def replica_options(self) -> ReplicaOptions:
+        config = Config(
+            id=1,
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            max_inflight_msgs=self.max_inflight_msgs,
+            max_size_per_msg=self.max_size_per_msg,
+            snapshot_chunk_bytes=self.snapshot_chunk_bytes,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            lease_reads=self.lease_reads,
+        )
+        return ReplicaOptions(config, self.snapshot_every, self.snapshot_keep)
+
+
+@dataclass(slots=True)
+class SimResult:
+    seed: int
+    ok: bool
+    error: str = ""
+    sim_ms: int = 0
+    messages: int = 0
+    commit_index: int = 0
+    heal_ticks: int = 0
+    stats: WorkloadStats = field(default_factory=WorkloadStats)
+
+    def replay_line(self, mutation: str = "") -> str:
+        extra = f" --mutation {mutation}" if mutation else ""
+        return f"python -m nomadkv.sim --seed {self.seed:#x}{extra}"
+
+
+class Simulation:
+    def __init__(
+        self,
+        seed: int,
+        params: SimParams | None = None,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.params = params if params is not None else SimParams.from_seed(seed)
+        self.rng = random.Random(seed)
+        self.events = EventQueue()
+        self.network = SimNetwork(self.events, random.Random(self.rng.getrandbits(64)))
+        self._trace = trace
+        self.cluster = Cluster(
+            self.params.replica_options(),
+            self.network,
+            random.Random(self.rng.getrandbits(64)),
+            trace=self._stamp if trace else None,
+        )
+        self.network.attach(self.cluster)
+        self.fault_rng = random.Random(self.rng.getrandbits(64))
+        self.ever_members: set[int] = set()
+        self.next_id = self.params.nodes + 1
+        self.probe_data = b""
+        self.probe_term = 0
+        self.probe_index = 0
+        self.probe_applied = False
+        self.probe_read_ok = False
+        self.healing = False
+
+    def _stamp(self, line: str) -> None:
+        if self._trace is not None:
+            self._trace(f"{self.events.now_ms:>7}ms {line}")
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        result = SimResult(self.seed, ok=True)
+        try:
+            self._run(result)
+        except (Violation, InvariantViolation) as e:
+            result.ok = False
+            result.error = f"{type(e).__name__}: {e}"
+        result.sim_ms = self.events.now_ms
+        result.messages = self.network.sent
+        return result
+
+    def _run(self, result: SimResult) -> None:
+        p = self.params
+        founders = tuple(range(1, p.nodes + 1))
+        self.ever_members.update(founders)
+        for node_id in founders:
+            self.cluster.add_replica(node_id, founders)
+            self.events.after(self.rng.randint(1, TICK_MS), self._tick, node_id)
+        self.workload = Workload(
+            self.cluster,
+            self.events,
+            random.Random(self.rng.getrandbits(64)),
+            clients=p.clients,
+            keys=4,
+            read_ratio=p.read_ratio,
+            timeout_ms=4 * p.election_ticks * TICK_MS,
+        )
+        self.cluster.listener = self
+        if p.lossy:
+            self.network.faults = self._random_link_faults()
+        self.events.after(p.fault_gap_ms, self._inject_fault)
+        if p.membership or p.transfers:
+            self.events.after(self.fault_rng.randint(100, 400), self._operate)
+        self.events.run_until(p.fault_ms, self._after_step)
+
+        self._heal()
+        heal_start = self.events.now_ms
+        deadline = heal_start + p.liveness_ticks * TICK_MS
+        self.events.after(TICK_MS, self._drive_probe)
+        if not self.events.run_until(deadline, self._after_step_until_live):
+            raise Violation(
+                f"liveness: no leader committed and applied a fresh entry on every member"
+                f" within {p.liveness_ticks} ticks of healing ({self._describe_state()})"
+            )
+        result.heal_ticks = (self.events.now_ms - heal_start) // TICK_MS
+        leader = self.cluster.leader()
+        result.commit_index = leader.raw.raft.log.committed if leader else 0
+        result.stats = self.workload.stats
+
+    def _after_step(self) -> bool:
+        self.cluster.check()
+        return False
+
+    def _after_step_until_live(self) -> bool:
+        self.cluster.check()
+        return self.probe_applied and self.probe_read_ok
+
+    def _tick(self, node_id: int) -> None:
+        replica = self.cluster.replicas[node_id]
+        if replica.decommissioned:
+            return
+        self.cluster.tick(node_id)
+        self.events.after(TICK_MS, self._tick, node_id)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def _random_link_faults(self) -> LinkFaults:
+        rng = self.fault_rng
+        return LinkFaults(
+            loss=rng.choice((0.0, 0.01, 0.05, 0.15)),
+            duplicate=rng.choice((0.0, 0.02, 0.1)),
+            delay_min_ms=1,
+            delay_max_ms=rng.choice((2, 10, 25)),
+            slow=rng.choice((0.0, 0.02, 0.1)),
+            slow_max_ms=rng.choice((50, 200, 400)),
+        )
+
+    def _inject_fault(self) -> None:
+        if self.healing:
+            return
+        p = self.params
+        rng = self.fault_rng
+        kinds = ["heal"]
+        if p.partitions:
+            kinds += ["heal", "isolate", "split", "one_way"]
+        if p.crashes:
+            kinds += ["crash", "crash", "restart"]
+        if p.lossy:
+            kinds.append("links")
+        kind = rng.choice(kinds)
+        live = [r.id for r in self.cluster.replicas.values() if not r.decommissioned]
+        net = self.network
+        if kind == "heal":
+            net.blocked.clear()
+        elif kind == "isolate":
+            net.blocked.clear()
+            net.isolate(rng.choice(live), live)
+        elif kind == "split":
+            net.blocked.clear()
+            side = rng.sample(live, rng.randint(1, max(1, len(live) // 2)))
+            net.split(side, [n for n in live if n not in side])
+        elif kind == "one_way":
+            src = rng.choice(live)
+            net.block_one_way(src, rng.sample(live, rng.randint(1, len(live))))
+        elif kind == "crash":
+            up = [n for n in live if self.cluster.is_up(n)]
+            if up:
+                victim = rng.choice(up)
+                self._crash(victim)
+                self.events.after(rng.randint(20, 800), self._restart, victim)
+        elif kind == "restart":
+            for n in live:
+                self._restart(n)
+        else:
+            net.faults = self._random_link_faults()
+        self._stamp(f"fault {kind} blocked={sorted(net.blocked)}")
+        self.events.after(rng.randint(p.fault_gap_ms // 2, p.fault_gap_ms * 2), self._inject_fault)
+
+    def _crash(self, node_id: int) -> None:
+        self.cluster.crash(node_id)
+        self.workload.on_crash(node_id)
+
+    def _restart(self, node_id: int) -> None:
+        if not self.cluster.replicas[node_id].decommissioned:
+            self.cluster.restart(node_id)
+
+    def _heal(self) -> None:
+        self.healing = True
+        self.network.heal()
+        for replica in self.cluster.replicas.values():
+            if not replica.decommissioned:
+                self.cluster.restart(replica.id)
+        self._stamp("heal: network clean, every replica up")
+
+    # -- membership operator -----------------------------------------------------------------
+
+    def _operate(self) -> None:
+        p = self.params
+        rng = self.fault_rng
+        self.events.after(rng.randint(150, 600), self._operate)
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        self._decommission_removed(leader)
+        if self.healing:
+            return
+        cs = leader.raw.conf_state()
+        actions = []
+        if p.membership and not cs.voters_outgoing:
+            actions += ["add_learner", "promote", "remove", "demote", "replace"]
+        if p.transfers:
+            actions.append("transfer")
+        if not actions:
+            return
+        action = rng.choice(actions)
+        voters = list(cs.voters)
+        learners = list(cs.learners)
+        changes: tuple[ConfChangeSingle, ...] = ()
+        transition = ConfChangeTransition.AUTO
+        if action == "transfer":
+            target = rng.choice(voters)
+            try:
+                leader.raw.transfer_leadership(target)
+            except RequestDropped:
+                return
+            self._stamp(f"operator: transfer leadership {leader.id} -> {target}")
+            self.cluster.process(leader.id)
+            return
+        members = len(voters) + len(learners)
+        if action == "add_learner" and members < MAX_MEMBERS:
+            changes = (add_learner(self.next_id),)
+        elif action == "promote" and learners:
+            changes = (add_voter(rng.choice(learners)),)
+        elif action == "remove" and len(voters) > 3:
+            changes = (remove_node(rng.choice(voters)),)
+        elif action == "remove" and learners:
+            changes = (remove_node(rng.choice(learners)),)
+        elif action == "demote" and len(voters) > 3:
+            changes = (add_learner(rng.choice(voters)),)
+        elif action == "replace" and learners:
+            changes = (add_voter(rng.choice(learners)), remove_node(rng.choice(voters)))
+            transition = rng.choice(list(ConfChangeTransition)[:2])
+        if not changes:
+            return
+        try:
+            leader.raw.propose_conf_change(ConfChange(changes, transition))
+        except RequestDropped:
+            return
+        self._stamp(f"operator: propose {changes} {transition.name}")
+        if action == "add_learner":
+            self.cluster.add_replica(self.next_id)
+            self.events.after(rng.randint(1, TICK_MS), self._tick, self.next_id)
+            self.next_id += 1
+        self.cluster.process(leader.id)
+
+    def _decommission_removed(self, leader: Replica) -> None:
+        """Shut down replicas that were members but are gone from the applied config."""
+        members = leader.raw.conf_state().members()
+        self.ever_members |= members
+        for node_id in sorted(self.ever_members - members):
+            if not self.cluster.replicas[node_id].decommissioned:
+                self._stamp(f"operator: decommission removed node {node_id}")
+                self.cluster.decommission(node_id)
+                self.workload.on_crash(node_id)
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def on_apply(self, node_id: int, entry: Entry) -> None:
+        if self.probe_term and entry.data == self.probe_data:
+            self.probe_index = entry.index
+        self.workload.on_apply(node_id, entry)
+
+    def on_read_state(self, node_id: int, read_state: ReadState) -> None:
+        if read_state.context.startswith(PROBE_READ):
+            self.probe_read_ok = True
+            return
+        self.workload.on_read_state(node_id, read_state)
+
+    def after_ready(self, node_id: int) -> None:
+        self.workload.after_ready(node_id)
+
+    def after_send(self, node_id: int, ready: Ready) -> None:
+        """Buggify (FoundationDB style): strike at the moments that matter most, right
+        after a node granted a vote (crash it, then restart it at once) and right after
+        a node became leader (cut it off before its first appends land)."""
+        chance = self.params.buggify
+        if not chance or self.healing:
+            return
+        rng = self.fault_rng
+        soft = ready.soft_state
+        if soft is not None and soft.role is StateRole.LEADER and rng.random() < chance:
+            self.events.after(rng.randint(0, 3), self._isolate_for_a_while, node_id)
+        if vote_granted(ready) and rng.random() < chance:
+            self.events.after(rng.randint(0, 3), self._bounce, node_id)
+
+    def _isolate_for_a_while(self, node_id: int) -> None:
+        others = [n for n in self.cluster.replicas if n != node_id]
+        self.network.isolate(node_id, others)
+        self._stamp(f"buggify: isolate {node_id}")
+        self.events.after(self.fault_rng.randint(50, 400), self._rejoin, node_id)
+
+    def _rejoin(self, node_id: int) -> None:
+        self.network.blocked = {link for link in self.network.blocked if node_id not in link}
+
+    def _bounce(self, node_id: int) -> None:
+        self._stamp(f"buggify: bounce {node_id}")
+        self._crash(node_id)
+        self.events.after(self.fault_rng.randint(1, 20), self._restart, node_id)
+
+    def _drive_probe(self) -> None:
+        """After healing: get a fresh entry committed and applied on every member of the
+        leader's configuration, then a read served, re-proposing if leadership moves."""
+        self.events.after(TICK_MS, self._drive_probe)
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        raw = leader.raw
+        if not self.probe_index:
+            if self.probe_term != raw.raft.term:
+                self.probe_data = b"probe:%d" % self.events.now_ms
+                try:
+                    raw.propose(self.probe_data)
+                except RequestDropped:
+                    return
+                self.probe_term = raw.raft.term
+                self.cluster.process(leader.id)
+            return
+        if not self.probe_applied:
+            self.probe_applied = all(
+                m.up and m.machine.applied_index >= self.probe_index for m in self._members(leader)
+            )
+        if self.probe_applied and not self.probe_read_ok:
+            try:
+                raw.read_index(b"%s%d" % (PROBE_READ, self.events.now_ms))
+            except RequestDropped:
+                return
+            self.cluster.process(leader.id)
+
+    def _members(self, leader: Replica) -> list[Replica]:
+        cs = leader.raw.conf_state()
+        return [self.cluster.replicas[n] for n in sorted(cs.members())]
+
+    def _describe_state(self) -> str:
+        parts = []
+        for r in self.cluster.replicas.values():
+            if r.decommissioned:
+                continue
+            if not r.up:
+                parts.append(f"{r.id}:down")
+                continue
+            st = r.raw.status()
+            parts.append(f"{r.id}:{st.role.name}/t{st.term}/c{st.commit_index}/a{st.applied_index}")
+        return " ".join(parts)
+
+
+def vote_granted(ready: Ready) -> bool:
+    return any(m.type is MessageType.VOTE_RESP and not m.reject for m in ready.messages)
+
+
+def run_seed(seed: int, trace: Callable[[str], None] | None = None) -> SimResult:
+    return Simulation(seed, trace=trace).run()
