@@ -134,7 +134,7 @@ class Firewall:
         self.lock = threading.Lock()
 
     @staticmethod
-    def available() -> str:
+    def why_unavailable() -> str:
         """Empty if partitions can be made here, else why not."""
         if shutil.which("iptables") is None:
             return "iptables is not installed"

@@ -129,6 +129,25 @@ def parse_value(reply: Any) -> Value:
         return text
 
 
+# redis-py strips the error code from the message; older versions do not keep
+# it in ``status_code`` either, so map its exception classes back.
+CODE_OF_EXCEPTION: dict[type[redis.ResponseError], str] = {
+    redis.exceptions.MovedError: "MOVED",
+    redis.exceptions.AskError: "ASK",
+    redis.exceptions.TryAgainError: "TRYAGAIN",
+    redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+    redis.exceptions.ClusterCrossSlotError: "CROSSSLOT",
+    redis.exceptions.BusyLoadingError: "LOADING",
+    redis.exceptions.ReadOnlyError: "READONLY",
+}
+
+
+def error_reply(error: redis.ResponseError) -> str:
+    """The error reply as the server sent it, code first: ``MOVED 866 127.0.0.3:7001``."""
+    code = getattr(error, "status_code", None) or CODE_OF_EXCEPTION.get(type(error))
+    return f"{code} {error}" if code else str(error)
+
+
 def classify_error(message: str) -> Outcome:
     """``fail`` if the error reply means the command was not executed, else ``info``."""
     if message.startswith(INDETERMINATE_ERRORS):
@@ -205,7 +224,7 @@ class Client:
             if kind != "write":
                 value = parse_value(reply)
         except redis.ResponseError as e:
-            error = str(e)
+            error = error_reply(e)
             outcome = classify_error(error)
             if error.startswith(("MOVED", "ASK")):
                 self._follow_redirect(error)

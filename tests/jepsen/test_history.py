@@ -97,3 +97,26 @@ def test_validate_refuses_impossible_shapes() -> None:
             [Operation(0, "k", "write", 1, 0, 1, "info"), Operation(0, "k", "read", 1, 2, 3, "ok")]
         )
     validate([Operation(0, "k", "write", 1, 0, 1, "ok"), Operation(0, "k", "read", 1, 1, 3, "ok")])
+
+
+def test_pure_modules_import_no_io_clock_or_threads() -> None:
+    # Until import-linter's contract lists nomadkv.jepsen's pure modules.
+    import ast
+    import pathlib
+
+    import nomadkv.jepsen
+
+    forbidden = {"asyncio", "socket", "threading", "time", "selectors", "subprocess", "os"}
+    package = pathlib.Path(nomadkv.jepsen.__file__).parent
+    for name in ("history", "linearizability", "simulated"):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+        assert not imported & forbidden, name
+        assert not any(m.startswith("nomadkv.") and "jepsen" not in m for m in imported), name
+        shell = {"nomadkv.jepsen.runner", "nomadkv.jepsen.nemesis"}
+        assert not imported & shell, name

@@ -57,7 +57,7 @@ def test_schedule_refuses_partitions_of_one_node_and_unknown_faults() -> None:
 
 # --- the firewall (root) -----------------------------------------------------------
 
-why_not = Firewall.available()
+why_not = Firewall.why_unavailable()
 needs_iptables = pytest.mark.skipif(bool(why_not), reason=why_not or "iptables works")
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]

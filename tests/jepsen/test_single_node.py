@@ -14,11 +14,21 @@ tmp_path; ``python -m nomadkv.jepsen check <file>`` re-checks it.
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
-from nomadkv.harness import nomadkv_node, redis_server
-from nomadkv.jepsen.runner import Workload, classify_error, parse_value, run
+from nomadkv.harness import ServerProcess, free_port, nomadkv_node, redis_server
+from nomadkv.jepsen.runner import (
+    Client,
+    Recorder,
+    Workload,
+    classify_error,
+    error_reply,
+    parse_value,
+    run,
+)
 
 SEED = int(os.environ.get("JEPSEN_SEED", "20261127"))
 
@@ -41,6 +51,44 @@ def test_error_replies_are_definite_only_when_the_command_cannot_have_run(
     error: str, outcome: str
 ) -> None:
     assert classify_error(error) == outcome
+
+
+def test_redis_py_error_classes_map_back_to_the_reply_text() -> None:
+    from redis._parsers.base import BaseParser
+
+    for reply in ("MOVED 866 127.0.0.3:7001", "CLUSTERDOWN The cluster is down", "ERR no"):
+        assert error_reply(BaseParser.parse_error(reply)) == reply
+
+
+def test_client_outcomes_over_a_real_connection(node: ServerProcess) -> None:
+    recorder = Recorder(time.monotonic())
+    workload = Workload(timeout_s=0.3)
+    client = Client(recorder, [(node.host, node.port)], workload, first_node=0)
+    write = client.perform("write", "k")
+    assert write is not None and (write.outcome, write.value) == ("ok", 1000)
+    incr = client.perform("incr", "k")
+    read = client.perform("read", "k")
+    assert incr is not None and (incr.outcome, incr.value) == ("ok", 1001)
+    assert read is not None and (read.outcome, read.value) == ("ok", 1001)
+    node.client().set("k", "abc")
+    rejected = client.perform("incr", "k")
+    assert rejected is not None and rejected.outcome == "fail"
+    assert rejected.error == "ERR value is not an integer or out of range"
+    process = client.process
+    node.signal(signal.SIGSTOP)
+    try:
+        unknown = client.perform("write", "k")
+    finally:
+        node.signal(signal.SIGCONT)
+    assert unknown is not None and unknown.outcome == "info" and unknown.value == 2000
+    assert "Timeout" in unknown.error
+    assert client.process != process  # the old request may still land: a new process
+    assert recorder.history.operations == [write, incr, read, rejected, unknown]
+    client.close()
+    nobody = Client(recorder, [("127.0.0.1", free_port())], workload, first_node=0)
+    assert nobody.perform("write", "k") is None  # nothing sent, nothing recorded
+    assert recorder.unreachable == 1
+    assert len(recorder.history.operations) == 5
 
 
 def test_reply_values_parse_as_the_history_stores_them() -> None:
