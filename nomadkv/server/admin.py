@@ -256,7 +256,7 @@ register(
     CommandSpec(
         "ping",
         -1,
-        ("fast", "sentinel"),
+        ("fast",),
         cmd_ping,
         group="connection",
         summary="Returns the server's liveliness response.",
@@ -265,7 +265,7 @@ register(
     CommandSpec(
         "echo",
         2,
-        ("fast",),
+        ("loading", "stale", "fast"),
         cmd_echo,
         group="connection",
         summary="Returns the given string.",
@@ -274,7 +274,7 @@ register(
     CommandSpec(
         "quit",
         -1,
-        ("allow_busy", "noscript", "loading", "stale", "fast", "no_auth"),
+        ("noscript", "loading", "stale", "fast", "no_auth", "allow_busy"),
         cmd_quit,
         group="connection",
         summary="Closes the connection.",
@@ -370,7 +370,7 @@ register(
     CommandSpec(
         "shutdown",
         -1,
-        ("admin", "noscript", "loading", "stale", "no_multi", "sentinel", "allow_busy"),
+        ("admin", "noscript", "loading", "stale", "no_multi", "allow_busy"),
         cmd_shutdown,
         group="server",
         summary="Synchronously saves the database(s) to disk and shuts down the Redis server.",

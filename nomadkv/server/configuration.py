@@ -42,6 +42,7 @@ from nomadkv.server.state import state_of
 
 INT_MAX = 2**31 - 1
 LLONG_MAX = 2**63 - 1
+MAXIMUM = {"maxclients": 2**32 - 1}  # Redis's bound where it is not INT_MAX or LLONG_MAX
 READ_ONLY_FACTS = {"appendonly": "yes", "databases": "1", "save": ""}
 CHOICES = {"appendfsync": FSYNC_POLICIES, "loglevel": LOGLEVELS}
 LOG_LEVELS = {
@@ -73,7 +74,7 @@ def parse_value(option: Option, raw: bytes) -> Any:
         except ConfigError:
             raise ConfigError("argument couldn't be parsed into an integer") from None
         low = option.minimum if option.minimum is not None else -LLONG_MAX - 1
-        high = LLONG_MAX if option.parse is _size else INT_MAX
+        high = MAXIMUM.get(option.name, LLONG_MAX if option.parse is _size else INT_MAX)
         if not low <= value <= high:
             raise ConfigError(f"argument must be between {low} and {high} inclusive")
         return value
@@ -113,6 +114,12 @@ def cmd_config_get(ctx: Client, argv: list[bytes]) -> ReplyT:
     values.update(READ_ONLY_FACTS)
     found: dict[str, str] = {}
     for pattern in argv[2:]:
+        if not any(c in pattern for c in b"*?["):
+            # config.c: a plain name is looked up (any case) and answered as given.
+            name = pattern.decode(errors="replace")
+            if name.lower() in values and name.lower() not in found:
+                found[name] = values[name.lower()]
+            continue
         for name, value in values.items():
             if name not in found and glob_match(pattern, name.encode(), nocase=True):
                 found[name] = value

@@ -27,7 +27,6 @@ def run_subcommand(container: CommandSpec, ctx: Any, argv: list[bytes]) -> Reply
         sub.rejected_calls += 1
         raise CommandError(f"ERR wrong number of arguments for '{sub.name}' command")
     ctx.last_subcommand = sub
-    sub.calls += 1
     started = perf_counter()
     try:
         return sub.handler(ctx, argv)  # type: ignore[call-arg,arg-type]
@@ -35,6 +34,8 @@ def run_subcommand(container: CommandSpec, ctx: Any, argv: list[bytes]) -> Reply
         sub.failed_calls += 1
         raise
     finally:
+        # Counted after the call, as Redis does, so CONFIG RESETSTAT counts itself.
+        sub.calls += 1
         sub.usec += (perf_counter() - started) * 1e6
 
 

@@ -320,7 +320,7 @@ register(
     CommandSpec(
         "info",
         -1,
-        ("loading", "stale", "sentinel"),
+        ("loading", "stale"),
         cmd_info,
         group="server",
         summary="Returns information and statistics about the server.",

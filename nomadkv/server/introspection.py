@@ -31,6 +31,58 @@ from nomadkv.server.container import help_reply, run_subcommand
 from nomadkv.server.glob import glob_match
 from nomadkv.server.state import command_specs
 
+# The order Redis prints flags and ACL categories in (server.c addCommandFlags,
+# acl.c ACLCommandCategories); flags Redis hides from COMMAND are left out.
+FLAG_ORDER = (
+    "write",
+    "readonly",
+    "denyoom",
+    "module",
+    "admin",
+    "pubsub",
+    "noscript",
+    "blocking",
+    "loading",
+    "stale",
+    "skip_monitor",
+    "skip_slowlog",
+    "asking",
+    "fast",
+    "no_auth",
+    "no_mandatory_keys",
+    "no_async_loading",
+    "no_multi",
+    "movablekeys",
+    "allow_busy",
+)
+CATEGORY_ORDER = (
+    "@keyspace",
+    "@read",
+    "@write",
+    "@set",
+    "@sortedset",
+    "@list",
+    "@hash",
+    "@string",
+    "@bitmap",
+    "@hyperloglog",
+    "@geo",
+    "@stream",
+    "@pubsub",
+    "@admin",
+    "@fast",
+    "@slow",
+    "@blocking",
+    "@dangerous",
+    "@connection",
+    "@transaction",
+    "@scripting",
+)
+
+
+def in_redis_order(names: tuple[str, ...], order: tuple[str, ...]) -> list[Status]:
+    return [Status(name) for name in order if name in names]
+
 
 def find_command(name: bytes) -> CommandSpec | None:
     """A command by name, or a subcommand by ``container|sub``."""
@@ -76,11 +128,11 @@ def command_entry(spec: CommandSpec) -> Array:
         [
             spec.name,
             spec.arity,
-            SetReply([Status(flag) for flag in spec.flags]),
+            SetReply(in_redis_order(spec.flags, FLAG_ORDER)),
             keys.first,
             keys.last,
             keys.step,
-            SetReply([Status(category) for category in spec.acl_categories]),
+            SetReply(in_redis_order(spec.acl_categories, CATEGORY_ORDER)),
             SetReply([]),
             key_specs(spec),
             [command_entry(sub) for sub in spec.subcommands.values()],
@@ -276,14 +328,14 @@ COMMAND = CommandSpec(
             ),
             _sub(
                 "getkeys",
-                -3,
+                -4,
                 cmd_command_getkeys,
                 "Extracts the key names from an arbitrary command.",
                 "O(N) where N is the number of arguments to the command",
             ),
             _sub(
                 "getkeysandflags",
-                -3,
+                -4,
                 cmd_command_getkeysandflags,
                 "Extracts the key names and access flags for an arbitrary command.",
                 "O(N) where N is the number of arguments to the command",
