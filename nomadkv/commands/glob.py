@@ -9,7 +9,9 @@ its quirks, kept on purpose because clients see them:
 - an unclosed ``[`` runs to the end of the pattern, ``[]`` matches nothing
   and ``[^]`` any byte; a trailing ``\\`` is a literal backslash;
 - a match that has to enter more than 1000 ``*`` fails (Redis's guard
-  against abusive patterns).
+  against abusive patterns);
+- the empty key matches the empty pattern only (KEYS and SCAN treat the
+  pattern ``*`` apart, so it still lists the empty key).
 
 How a pattern parses never depends on the subject, so a pattern is split
 once into tokens (a ``*``, or the set of bytes one position accepts) and
@@ -142,7 +144,7 @@ def compile_pattern(pattern: bytes) -> Callable[[bytes], bool]:
 
     def match(key: bytes) -> bool:
         n = len(key)
-        if n < needed or head.match(key, 0, head_len) is None:
+        if n == 0 or n < needed or head.match(key, 0, head_len) is None:
             return False
         end = n - tail_len
         if tail.match(key, end) is None:

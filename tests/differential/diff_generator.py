@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-KEYS = [b"k1", b"k2", b"k3", b"n", b"f", b"{t}x", b"\xffbin"]
+KEYS = [b"k1", b"k2", b"k3", b"n", b"f", b"{t}x", b"\xffbin", b""]
 PATTERN_ALPHABET = [b"k", b"1", b"2", b"n", b"f", b"t", b"x", b"{", b"}", b"\xff"]
 PATTERN_META = [b"*", b"?", b"[", b"]", b"^", b"-", b"\\"]
 
@@ -237,9 +237,9 @@ class Generator:
         step = family(now_ms)
         roll = self.rng.random()
         if roll < 0.03 and len(step.argv) > 1:
-            step = Step(step.argv[:-1])  # one argument short: arity or syntax
+            step.argv.pop()  # one argument short: arity or syntax
         elif roll < 0.05:
-            step = Step([*step.argv, self.rng.choice([b"extra", b"1", b"EX"])])
+            step.argv.append(self.rng.choice([b"extra", b"1", b"EX"]))
         if self.rng.random() < 0.15:
             step.argv[0] = self.case(step.argv[0])
         return step
