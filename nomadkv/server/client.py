@@ -62,6 +62,7 @@ READ_INDEX = Waiting("read-index")  # linearizable reads, answered after a ReadI
 PROXY = Waiting("proxy")  # commands a follower forwarded to the leader
 DEFERRED_REPLY = Waiting("deferred")  # a handler's own later reply (SAVE, CLUSTER MEET)
 WRITE_BUFFER_HIGH = 1024 * 1024
+OUTPUT_SLICE_BYTES = 1024 * 1024  # replies built in one batch before they are written
 WRITE_BUFFER_LOW = 256 * 1024
 
 TIMED_BATCH_MASK = 15  # time one batch of commands in 16 for commandstats and metrics
@@ -240,6 +241,7 @@ class Client(asyncio.Protocol):
         ran: list[CommandSpec] = []
         node = self.node
         wrote = False
+        out_bytes = 0
         commands = iter(self.parser.gets, False)
         spec = None
         broken = False
@@ -290,11 +292,21 @@ class Client(asyncio.Protocol):
                         reply = self._internal_error(spec, argv)
                     if reply.__class__ is bytes:
                         out.append(reply)  # type: ignore[arg-type]
+                        out_bytes += len(reply)  # type: ignore[arg-type]
                     elif reply is DEFERRED:
                         self.pending += 1
                         self.pending_kind = DEFERRED_REPLY
                     else:
-                        out.append(reply.encode(self.resp3))  # type: ignore[union-attr]
+                        reply = reply.encode(self.resp3)  # type: ignore[union-attr]
+                        out.append(reply)  # type: ignore[arg-type]
+                        out_bytes += len(reply)  # type: ignore[arg-type]
+                    if out_bytes > OUTPUT_SLICE_BYTES:
+                        # A pipeline of large replies: hand them to the transport
+                        # now, so the output limit is enforced within the batch.
+                        out_bytes = 0
+                        self.flush()
+                        if self.closed:
+                            break
                     continue
                 # A write: check it, make it deterministic, propose it. hiredis
                 # also parses integers, nulls and nested arrays: only a list of
