@@ -10,7 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# NOMADKV_BENCH_RESULTS redirects them (the tests of these scripts use it, so
+# that their tiny runs never replace the *-latest.json of a real one).
+RESULTS_DIR = os.environ.get("NOMADKV_BENCH_RESULTS") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results"
+)
 
 
 def write_json(kind: str, data: dict[str, Any]) -> str:

@@ -107,8 +107,9 @@ def measure(
         )
 
     print(f"\n{scenario.name}: warm-up", flush=True)
-    warm_redis = loadgen.run(redis, argv(redis, scenario.probe_requests))
-    loadgen.run(node, argv(node, scenario.probe_requests))
+    warm_up = min(requests or scenario.probe_requests, scenario.probe_requests)
+    warm_redis = loadgen.run(redis, argv(redis, warm_up))
+    loadgen.run(node, argv(node, warm_up))
     count = requests or requests_for(warm_redis.rps, seconds, scenario.probe_requests)
     print(f"  redis:   {' '.join(argv(redis, count))}")
     print(f"  nomadkv: {' '.join(argv(node, count))}")
@@ -268,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=3.0, help="length of a redis run, sizes -n (default 3)"
     )
-    parser.add_argument("--requests", type=int, help="fixed -n for every run (skips the sizing)")
+    parser.add_argument(
+        "--requests", type=int, help="fixed -n for every run (skips the sizing; caps the warm-up)"
+    )
     parser.add_argument(
         "--only", default="", help="run scenarios whose name contains this (get, set, always, P 16)"
     )
