@@ -2,9 +2,9 @@
 
 Owns the in-process figure behind docs/benchmarks.md's "where GET's time
 goes": a real ``Client`` of a real ``Node`` (on an event loop that never
-runs) with a transport that discards what it is given, fed 16 pipelined GETs
-per ``data_received`` on random keys of a 100,000-key keyspace, as
-``redis-benchmark -P 16 -r 100000 -t get`` sends them. Reports nanoseconds
+runs) with a transport that discards what it is given, fed 16 pipelined
+GETs (``--pipeline``) per ``data_received`` on random keys of a 100,000-key
+keyspace, as ``redis-benchmark -P 16 -r 100000 -t get`` sends them. Reports nanoseconds
 per GET (the best of several runs) for today's code and for variants that
 show what each part costs:
 
@@ -16,7 +16,7 @@ and, alone, what a bulk reply costs built with ``%`` formatting (as
 ``cmd_get`` does) or from a table of headers.
 
 The variants swap the GET handler of the command table inside this process
-only. Run: ``python -m bench.process_cost [--runs 9]``.
+only. Run: ``python -m bench.process_cost [--pipeline 16] [--runs 9]``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from nomadkv.server.client import Client
 from nomadkv.server.node import Node
 
 KEYSPACE = 100_000
-PIPELINE = 16
 BATCHES = 4000
 CRLF = b"\r\n"
 HEADERS = [b"$%d\r\n" % n for n in range(512)]
@@ -66,19 +65,20 @@ class DiscardingTransport:
         pass
 
 
-def best_ns_per_get(run: Callable[[], None], runs: int) -> float:
+def best_ns_per_get(run: Callable[[], None], runs: int, pipeline: int) -> float:
     best = float("inf")
     for _ in range(runs):
         gc.collect()
         started = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - started)
-    return best * 1e9 / (BATCHES * PIPELINE)
+    return best * 1e9 / (BATCHES * pipeline)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.process_cost", description=__doc__)
     parser.add_argument("--runs", type=int, default=9, help="runs per variant; best counts (9)")
+    parser.add_argument("--pipeline", type=int, default=16, help="GETs per data_received (16)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="nomadkv-bench-") as workdir:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         batches = [
             b"".join(
                 b"*2\r\n$3\r\nGET\r\n$16\r\nkey:%012d\r\n" % rng.randrange(KEYSPACE)
-                for _ in range(PIPELINE)
+                for _ in range(args.pipeline)
             )
             for _ in range(BATCHES)
         ]
@@ -126,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
 
         results = {}
         try:
-            results["today's Client.data_received"] = best_ns_per_get(through_client, args.runs)
+            results["today's Client.data_received"] = best_ns_per_get(
+                through_client, args.runs, args.pipeline
+            )
             get_spec.handler = bare
             results["bare handler (no attribute chain, no hit counter)"] = best_ns_per_get(
-                through_client, args.runs
+                through_client, args.runs, args.pipeline
             )
         finally:
             get_spec.handler = current_handler
         results["floor: parse, lookup, reply (no gate, no handler call)"] = best_ns_per_get(
-            floor, args.runs
+            floor, args.runs, args.pipeline
         )
         loop.close()
     value = b"xxx"
