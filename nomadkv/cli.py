@@ -38,11 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _server_parser(sub)
     repair = sub.add_parser(
         "repair-log",
-        help="cut a damaged log at its first bad record",
-        description="Cut the write-ahead log under DIR/log at its first damaged record, "
-        "deleting every record after it. Use it when the server refuses to start because "
-        "of corruption in the middle of the log; the entries after the damage are lost on "
-        "this node.",
+        help="make a node whose log or snapshots are damaged start again",
+        description="Use it, with the node stopped, when the server refuses to start because "
+        "its log is damaged before its tail. It cuts the log under DIR/log at its first "
+        "damaged record, sets damaged snapshots aside, and if the log then no longer "
+        "connects to the newest intact snapshot, sets the log aside (the node starts from "
+        "that snapshot). Nothing is deleted: what it takes out of service moves to "
+        "DIR/damaged/<time>/. The writes after the damage are lost on this node (a cluster "
+        "member catches up from its leader). See docs/storage.md.",
     )
     repair.add_argument("--dir", required=True, help="the node's data directory")
     sub.add_parser("config-reference", help="print the commented reference configuration")
@@ -74,16 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(reference_toml(), end="")
         return 0
     if args.command == "repair-log":
-        from nomadkv.storage.log import repair
+        from nomadkv.storage.recovery import repair
 
-        result = repair(os.path.join(args.dir, "log"))
-        if result.problem:
-            print(
-                f"cut the log at {result.problem}: kept {result.records} records, "
-                f"removed {result.torn_bytes} bytes"
-            )
-        else:
-            print(f"the log is intact: {result.records} records")
+        if not os.path.isdir(args.dir):
+            print(f"nomadkv: {args.dir} is not a directory", file=sys.stderr)
+            return 2
+        for line in repair(args.dir).lines():
+            print(line)
         return 0
     overrides = {o.name: getattr(args, o.field) for o in OPTIONS}
     try:
@@ -92,8 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nomadkv: {exc}", file=sys.stderr)
         return 2
     from nomadkv.server.main import run
+    from nomadkv.storage.log import CorruptLog
 
-    return run(config, args.config)
+    try:
+        return run(config, args.config)
+    except CorruptLog as exc:
+        print(f"nomadkv: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,30 +15,44 @@ With ``appendfsync everysec`` or ``no`` an entry commits as soon as it is
 written. The single-member commit rule here ("persisted locally") is what a
 Raft group replaces: it commits on a majority's fsync instead; command
 handlers never know which.
+
+A failed log write or fsync stops the process at once (``fail_stop``): after
+an fsync error the kernel may have dropped the unwritten pages, so nothing
+may be acknowledged again, and a retried fsync that "succeeds" proves
+nothing. Restarting recovers what is durable. Snapshot children die with
+the node (PR_SET_PDEATHSIG) and leave only a temporary file behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import logging
 import os
+import signal
+import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from nomadkv.commands.keys import EXPIRED
-from nomadkv.commands.machine import StateMachine, encode_entry
+from nomadkv.commands.machine import BadEntry, StateMachine, encode_entry
 from nomadkv.config import Config
 from nomadkv.keyspace import Keyspace
 from nomadkv.server.stats import Stats
 from nomadkv.storage.log import CorruptLog, Log
+from nomadkv.storage.recovery import Chunks
+from nomadkv.storage.recovery import recover as recover_storage
 from nomadkv.storage.snapshot import (
-    CorruptSnapshot,
     list_snapshots,
     prune,
     read_snapshot,
+    remove_abandoned_temporaries,
     write_snapshot,
 )
 
@@ -51,6 +65,8 @@ KIND_COMMANDS = 1
 TERM = 1  # a single member never changes term
 EXPIRY_INTERVAL_S = 0.1
 EXPIRY_KEYS_PER_CYCLE = 1000
+STORAGE_FAILURE_EXIT = 1  # as Redis when it cannot write or fsync its AOF
+PR_SET_PDEATHSIG = 1
 
 
 def wall_ms() -> int:
@@ -61,14 +77,30 @@ class SnapshotInProgress(Exception):
     pass
 
 
+def keyspace_from_chunks(meta: dict[str, Any], chunks: Chunks) -> Keyspace:
+    """Build a keyspace from a snapshot's chunks (all of them: the last check is at the end)."""
+    keyspace = Keyspace()
+    restore = keyspace.restore_chunk
+    for kind, chunk in chunks:
+        restore(kind, chunk)
+    keyspace.rebuild_deadline_heap()
+    return keyspace
+
+
 def load_snapshot(path: str) -> tuple[dict[str, Any], Keyspace]:
     """A snapshot file's metadata and the keyspace it holds; raises CorruptSnapshot."""
-    keyspace = Keyspace()
     meta, chunks = read_snapshot(path)
-    for kind, chunk in chunks:
-        keyspace.restore_chunk(kind, chunk)
-    keyspace.rebuild_deadline_heap()
-    return meta, keyspace
+    return meta, keyspace_from_chunks(meta, chunks)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a forked child: be killed when the parent dies, so that a crashed
+    node leaves no snapshot writer running (its temporary file is removed at
+    the next start)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class Node:
@@ -115,42 +147,49 @@ class Node:
         self.loading_seconds = 0.0
         # Set by the process entry point: SHUTDOWN and signals call it.
         self.request_shutdown: Callable[[], None] = lambda: None
+        # Storage failed (fail_stop): nothing may be written or acknowledged again.
+        self.failed = False
+        self.exit_process: Callable[[int], None] = os._exit
 
     # -- start-up --------------------------------------------------------------
 
     def recover(self) -> None:
-        """Load the newest valid snapshot, then replay the log after it."""
+        """Load the newest intact snapshot, then replay the log after it.
+
+        Raises CorruptLog (with the way to repair) when the log is damaged
+        before its tail or does not connect to the snapshot.
+        """
         started = time.perf_counter()
-        for index, path in list_snapshots(self.snapshot_dir):
-            try:
-                meta, keyspace = load_snapshot(path)
-            except CorruptSnapshot as exc:
-                log.warning("skipping damaged snapshot %s: %s", path, exc)
-                continue
-            self.keyspace = keyspace
-            self.machine = StateMachine(keyspace)
-            self.machine.applied_index = index
-            self.snapshot_index = index
-            self.last_snapshot_at = os.path.getmtime(path)
-            log.info("loaded snapshot %s: %d keys at index %d", path, len(keyspace), meta["index"])
-            break
-        self.log.open(start_index=self.snapshot_index + 1)
+        recovered = recover_storage(self.log, self.snapshot_dir, keyspace_from_chunks)
+        for damaged in recovered.damaged_snapshots:
+            log.warning("set aside a damaged snapshot (renamed *.damaged): %s", damaged)
         if self.log.torn_bytes_truncated:
-            log.warning("truncated a torn log tail of %d bytes", self.log.torn_bytes_truncated)
-        if self.log.last_index < self.snapshot_index:
-            self.log.reset(self.snapshot_index + 1)
-        if self.log.first_index > self.snapshot_index + 1:
-            raise CorruptLog(
-                f"the log starts at index {self.log.first_index} but the newest usable snapshot "
-                f"ends at {self.snapshot_index}: entries in between are missing"
+            log.warning(
+                "cut a torn write of %d bytes off the log's tail: %s",
+                self.log.torn_bytes_truncated,
+                self.log.torn_problem,
             )
-        for record in self.log.read(self.snapshot_index + 1):
-            if record.kind == KIND_COMMANDS:
-                self.machine.apply_payload(record.index, record.payload)
-            else:
-                self.machine.skip(record.index)
+        if recovered.log_reset:
+            log.warning(
+                "the log ended before the snapshot's index %d (its tail was not durable); "
+                "it continues after the snapshot",
+                recovered.snapshot_index,
+            )
+        if recovered.state is not None and recovered.snapshot_path is not None:
+            self.keyspace.adopt(recovered.state)
+            self.machine.applied_index = recovered.snapshot_index
+            self.snapshot_index = recovered.snapshot_index
+            self.last_snapshot_at = os.path.getmtime(recovered.snapshot_path)
+            log.info(
+                "loaded snapshot %s: %d keys at index %d in %.2f s",
+                recovered.snapshot_path,
+                len(self.keyspace),
+                recovered.snapshot_index,
+                time.perf_counter() - started,
+            )
+        self._replay_log()
         self.synced_index = self.log.last_index
-        self._log_bytes_at_snapshot = 0
+        self._log_bytes_at_snapshot = self.log.size_bytes
         self.keyspace.expired_seen.clear()
         self.loading_seconds = time.perf_counter() - started
         log.info(
@@ -159,6 +198,24 @@ class Node:
             self.machine.applied_index,
             self.loading_seconds,
         )
+
+    def _replay_log(self) -> None:
+        machine = self.machine
+        apply_payload, skip = machine.apply_payload, machine.skip
+        record = None
+        try:
+            for record in self.log.read(machine.applied_index + 1):
+                if record.kind == KIND_COMMANDS:
+                    apply_payload(record.index, record.payload)
+                else:
+                    skip(record.index)
+        except BadEntry as exc:
+            index = record.index if record is not None else machine.applied_index + 1
+            raise CorruptLog(
+                f"log record {index} passed its checksum but cannot be applied ({exc}): it was "
+                "written by an incompatible version, or by a bug. The log after it is intact; "
+                "do not repair it, report it."
+            ) from None
 
     def start_timers(self) -> None:
         self._every(EXPIRY_INTERVAL_S, self._expiry_cycle)
@@ -191,7 +248,7 @@ class Node:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self.proposed:
+        if not self.proposed or self.failed:
             return
         commands, waiters = self.proposed[:], self.waiters[:]
         self.proposed.clear()
@@ -199,7 +256,13 @@ class Node:
         now_ms = max(wall_ms(), self._last_entry_ms)
         self._last_entry_ms = now_ms
         index = self.log.last_index + 1
-        written = self.log.append([(index, TERM, KIND_COMMANDS, encode_entry(now_ms, commands))])
+        try:
+            written = self.log.append(
+                [(index, TERM, KIND_COMMANDS, encode_entry(now_ms, commands))]
+            )
+        except OSError as exc:
+            self.fail_stop(f"writing to the log failed: {exc}")
+            return
         self.stats.log_bytes_written += written
         self._unsynced.append((index, now_ms, commands, waiters, time.perf_counter()))
         policy = self.config.appendfsync
@@ -210,8 +273,12 @@ class Node:
             self._commit_through(index)
 
     def _start_fsync(self) -> None:
-        if self._fsync_running or self.synced_index >= self.log.last_index:
-            return
+        """Group commit: one fsync covers every entry written before it starts;
+        entries written meanwhile wait for the next one, started when it ends."""
+        if not self._fsync_running and not self.failed and self.synced_index < self.log.last_index:
+            self._begin_fsync()
+
+    def _begin_fsync(self) -> None:
         self._fsync_running = True
         upto = self.log.last_index
         future = self.loop.run_in_executor(self._fsync_pool, self.log.sync)
@@ -222,15 +289,26 @@ class Node:
         self._fsync_running = False
         error = future.exception()
         if error is not None:
-            # Durability cannot be promised any more: stop rather than lie.
-            log.critical("fsync failed: %s; shutting down", error)
             self.stats.fsync_errors += 1
-            self.loop.call_soon(self.loop.stop)
+            self.fail_stop(f"fsync of the log failed: {error!r}")
             return
         self.stats.fsyncs += 1
         self.synced_index = max(self.synced_index, upto)
-        self._commit_through(upto)
-        self._start_fsync()
+        if self.config.appendfsync == "always":
+            self._commit_through(upto)
+            self._start_fsync()
+
+    def fail_stop(self, reason: str) -> None:
+        """The log can no longer be trusted to hold what it is given: exit now.
+
+        Replies not yet sent never will be (their writes may or may not be on
+        disk: the client saw no acknowledgement), and no fsync is retried.
+        """
+        self.failed = True
+        log.critical("%s; exiting: no further write can be acknowledged safely", reason)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        self.exit_process(STORAGE_FAILURE_EXIT)
 
     def _commit_through(self, index: int) -> None:
         unsynced = self._unsynced
@@ -249,23 +327,10 @@ class Node:
             client.commit_done()
 
     def _sync_everysec(self) -> None:
-        if self._everysec_dirty and not self._fsync_running:
+        """appendfsync everysec: fsync what was written in the last second."""
+        if self._everysec_dirty and not self._fsync_running and not self.failed:
             self._everysec_dirty = False
-            self._fsync_running = True
-            upto = self.log.last_index
-            future = self.loop.run_in_executor(self._fsync_pool, self.log.sync)
-            self._fsync_future = future
-
-            def done(f: asyncio.Future[None]) -> None:
-                self._fsync_running = False
-                if f.exception() is None:
-                    self.stats.fsyncs += 1
-                    self.synced_index = max(self.synced_index, upto)
-                else:
-                    self.stats.fsync_errors += 1
-                    log.error("fsync failed: %s", f.exception())
-
-            future.add_done_callback(done)
+            self._begin_fsync()
 
     # -- expiry ----------------------------------------------------------------
 
@@ -323,14 +388,20 @@ class Node:
         term, meta = self.snapshot_meta(index)
         self.log.roll()
         started = time.perf_counter()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: write and leave without running any parent cleanup
             status = 1
             try:
+                gc.disable()  # a collection would touch (and copy) every shared page
+                _die_with_parent(parent)
                 write_snapshot(
                     self.snapshot_dir, index, term, self.keyspace.snapshot_chunks(), meta
                 )
                 status = 0
+            except BaseException:
+                traceback.print_exc()
+                sys.stderr.flush()
             finally:
                 os._exit(status)
         pidfd = os.pidfd_open(pid)
@@ -342,8 +413,13 @@ class Node:
         return TERM, {"created_ms": wall_ms(), "keys": len(self.keyspace)}
 
     def snapshot_written(self, index: int) -> None:
-        """A snapshot of ``index`` is durable: drop the log it covers."""
-        self.log.compact(index)
+        """A snapshot of ``index`` is durable (and older ones pruned): drop the
+        log that the next older snapshot covers. The log since that one stays,
+        so that if the newest snapshot is ever found damaged, recovery falls
+        back to the older one and replays the log, losing nothing."""
+        older = [i for i, _ in list_snapshots(self.snapshot_dir) if i < index]
+        if older:
+            self.log.compact(older[0])
 
     def _snapshot_child_exited(self) -> None:
         if self._snapshot_child is None:
@@ -360,12 +436,16 @@ class Node:
             self.snapshot_index = index
             self.last_snapshot_at = time.time()
             self.stats.snapshots += 1
+            prune(self.snapshot_dir)
             self.snapshot_written(index)
             self._log_bytes_at_snapshot = self.log.size_bytes
-            prune(self.snapshot_dir)
             log.info("snapshot at index %d written in %.2f s", index, self.last_snapshot_seconds)
         else:
-            log.error("snapshot child exited with status %d", status)
+            remove_abandoned_temporaries(self.snapshot_dir, pid)
+            log.error(
+                "snapshot child exited with status %d",
+                os.waitstatus_to_exitcode(status),
+            )
         waiters, self._snapshot_waiters = self._snapshot_waiters, []
         for waiter in waiters:
             waiter(ok)
@@ -373,26 +453,45 @@ class Node:
     # -- shutdown --------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Commit what was proposed, fsync, close the log. Idempotent."""
+        """Commit what was proposed, fsync, close the log. Idempotent.
+
+        A snapshot still being written is abandoned (as Redis kills its
+        BGSAVE child on shutdown): the log holds everything it would have.
+        """
         if self.shutting_down:
             return
         self.shutting_down = True
         for timer in self._timers:
             timer.cancel()
+        self._stop_snapshot_child()
+        if self.failed:
+            return
         self._flush()
         if self._fsync_future is not None:
             await asyncio.wait([self._fsync_future])
+        if self.failed:
+            return
         self.log.sync()
         self.synced_index = self.log.last_index
         self._commit_through(self.log.last_index)
-        if self._snapshot_child is not None:
-            pid, pidfd, _, _ = self._snapshot_child
-            self.loop.remove_reader(pidfd)
-            os.waitpid(pid, 0)
-            os.close(pidfd)
-            self._snapshot_child = None
         self.log.close()
         self._fsync_pool.shutdown(wait=True)
+
+    def _stop_snapshot_child(self) -> None:
+        if self._snapshot_child is None:
+            return
+        pid, pidfd, _, _ = self._snapshot_child
+        self._snapshot_child = None
+        self.loop.remove_reader(pidfd)
+        os.close(pidfd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        remove_abandoned_temporaries(self.snapshot_dir, pid)
+        log.warning("abandoned the snapshot in progress (child %d)", pid)
+        waiters, self._snapshot_waiters = self._snapshot_waiters, []
+        for waiter in waiters:
+            waiter(False)
 
     # -- introspection ---------------------------------------------------------
 

@@ -2,36 +2,56 @@
 
 Owns the files under ``<dir>/log``. Files only: no event loop, no sockets.
 ``sync`` blocks (fsync) and is meant to run on a worker thread; everything
-else runs on the caller's thread and never blocks on the disk beyond a write
-to the page cache.
+else runs on one caller thread (the event loop). ``append`` writes to the
+page cache; rolling to a new segment, ``truncate_suffix``, ``compact`` and
+``reset`` also fsync (rare: once per segment, per snapshot, per conflict).
 
 Record layout (little endian):
 ``length u32 | crc32 u32 | index u64 | term u64 | kind u8 | payload[length]``
-where the CRC covers index, term, kind and payload.
+where the CRC covers everything after itself (index, term, kind, payload).
 
 Invariants:
 - Indexes are contiguous: each record's index is the previous one plus one,
   across segments. A segment's file name is its first index.
-- Recovery truncates a torn tail (the last record of the last segment was
-  cut short, or is followed only by zeros or garbage that is not a record)
-  and refuses to start (``CorruptLog``) when a bad record is followed by
-  good ones: that is damage in the middle, never silently skipped.
+- Only the last segment can end in a torn write: a segment is fsync'd, and
+  the new one's directory entry too, before the first byte goes to the next.
+- Recovery truncates a torn tail (the last segment ends in a record cut
+  short, damaged, or followed by zeros, with no intact record after it) and
+  refuses to start (``CorruptLog``) on anything else: a bad record followed
+  by an intact one, damage in an earlier segment, a missing segment, a record
+  with the wrong index. Nothing is ever skipped silently.
+- Every record handed out (``read``) has passed its CRC check.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import struct
 import threading
 import zlib
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 HEADER = struct.Struct("<IIQQB")
-CRC_PART = struct.Struct("<QQB")
+_TAIL = struct.Struct("<QQB")  # the part of the header the CRC covers
+_U64 = struct.Struct("<Q")
 HEADER_SIZE = HEADER.size
+CRC_START = 8  # the CRC covers the record from this offset on
 SEGMENT_SUFFIX = ".seg"
+_SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+PAYLOAD_BYTES_MAX = 2**32 - 1
+# Record offsets inside a segment are kept as u32; a segment rolls before this.
+SEGMENT_BYTES_LIMIT = 2**31
+REPAIR_HINT = (
+    "Nothing after this point can be trusted, and NomadKV never skips damage silently. "
+    "To start anyway, run `nomadkv repair-log --dir {data_dir}`: it cuts the log at the "
+    "damage and moves everything after it to {data_dir}/damaged/ (those writes are lost "
+    "on this node; a cluster member catches up from its leader). See docs/storage.md."
+)
 
 
 class CorruptLog(Exception):
@@ -47,161 +67,280 @@ class Record:
 
 
 def encode_record(index: int, term: int, kind: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload, zlib.crc32(CRC_PART.pack(index, term, kind)))
+    crc = zlib.crc32(payload, zlib.crc32(_TAIL.pack(index, term, kind)))
     return HEADER.pack(len(payload), crc, index, term, kind) + payload
 
 
-def _segment_name(first_index: int) -> str:
+def segment_name(first_index: int) -> str:
     return f"{first_index:020d}{SEGMENT_SUFFIX}"
+
+
+def fsync_directory(directory: str) -> None:
+    """Make creations, renames and deletions in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_directory(directory: str) -> None:
+    """Create ``directory`` (and parents) durably, if missing."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(os.path.abspath(directory))
+    make_directory(parent)
+    os.makedirs(directory, exist_ok=True)
+    fsync_directory(parent)
 
 
 @dataclass(slots=True)
 class _Segment:
     first_index: int
     path: str
-    offsets: array  # type: ignore[type-arg]  # byte offset of each record; index = first + i
+    offsets: array  # type: ignore[type-arg]  # u32 start of each record; index = first + i
     size: int
+    read_fd: int = -1
 
     @property
     def last_index(self) -> int:
         return self.first_index + len(self.offsets) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    records: int
-    valid_bytes: int
-    torn_bytes: int
-    problem: str
+@dataclass(slots=True)
+class _Scan:
+    """What a pass over one segment's bytes found."""
+
+    offsets: array  # type: ignore[type-arg]
+    term_runs: list[tuple[int, int]]  # (first index, term) where the term changes
+    valid_end: int  # end of the last intact record
+    problem: str  # why the scan stopped before the end ("" if it did not)
+    definitely_corrupt: bool  # an intact record in the wrong place: never a torn write
 
 
-def _scan(data: bytes, first_index: int) -> tuple[array, int, str]:  # type: ignore[type-arg]
-    """Offsets of the valid records from the start of ``data``, the end of the
-    last valid one, and why the scan stopped early ("" if it reached the end)."""
-    offsets = array("Q")
-    pos, size = 0, len(data)
-    expected = first_index
+def _scan(data: bytes, first_index: int) -> _Scan:
+    """Check every record of a segment from its start."""
+    view = memoryview(data)
+    offsets = array("I")
+    runs: list[tuple[int, int]] = []
+    unpack, crc32 = HEADER.unpack_from, zlib.crc32
+    pos, size, expected, run_term = 0, len(data), first_index, -1
+    problem, definite = "", False
     while pos < size:
         if size - pos < HEADER_SIZE:
-            return offsets, pos, "truncated header"
-        length, crc, index, term, kind = HEADER.unpack_from(data, pos)
+            problem = "truncated header"
+            break
+        length, crc, index, term, _kind = unpack(data, pos)
         end = pos + HEADER_SIZE + length
         if end > size:
-            return offsets, pos, "truncated record"
-        payload = data[pos + HEADER_SIZE : end]
-        if zlib.crc32(payload, zlib.crc32(CRC_PART.pack(index, term, kind))) != crc:
-            return offsets, pos, "checksum mismatch"
+            problem = f"record length {length} runs past the end of the file"
+            break
+        if crc32(view[pos + CRC_START : end]) != crc:
+            problem = "checksum mismatch"
+            break
         if index != expected:
-            return offsets, pos, f"index {index} where {expected} was expected"
+            problem, definite = f"record {index} where {expected} was expected", True
+            break
         offsets.append(pos)
+        if term != run_term:
+            runs.append((index, term))
+            run_term = term
         expected += 1
         pos = end
-    return offsets, pos, ""
+    view.release()
+    return _Scan(offsets, runs, pos, problem, definite)
 
 
-def _is_record_at(data: bytes, pos: int) -> bool:
-    if len(data) - pos < HEADER_SIZE:
-        return False
-    length, crc, index, term, kind = HEADER.unpack_from(data, pos)
-    end = pos + HEADER_SIZE + length
-    if end > len(data):
-        return False
-    payload = data[pos + HEADER_SIZE : end]
-    return bool(zlib.crc32(payload, zlib.crc32(CRC_PART.pack(index, term, kind))) == crc)
+_NONZERO_THEN_FIVE_ZEROS = re.compile(rb"[^\x00]\x00{5}")
+# Bytes of candidate records CRC'd per byte searched before the search gives
+# up and counts the damage as not torn (refusing is always the safe side).
+_CRC_BUDGET_FACTOR = 8
 
 
-def _is_torn_tail(data: bytes, bad_pos: int, bad_index: int) -> bool:
-    """A bad record is a torn tail when no good record can be found after it.
+def _index_candidates(data: bytes, start: int, lowest: int, highest: int) -> Iterator[int]:
+    """Offsets at or after ``start`` where a header whose index is in [lowest,
+    highest] could begin (a superset), found at C speed.
 
-    A write cut short by a crash leaves a prefix of the last records, possibly
-    followed by zeros (the file grew before its data landed). A good record
-    further on (found by searching for the indexes that should follow) means
-    damage in the middle.
+    An index's five high bytes take at most a few values over the range: where
+    they are non-zero they are searched as a literal; where they are zero, the
+    index's last non-zero low byte (one of its first three: the index is at
+    least 1) is followed by five zeros, and runs of zeros are skipped whole.
     """
-    if not data[bad_pos:].strip(b"\0"):
-        return True
-    for index in range(bad_index, bad_index + 64):
-        needle = struct.pack("<Q", index)
-        pos = data.find(needle, bad_pos + 1)
-        while pos >= 0:
-            if pos - 8 > bad_pos and _is_record_at(data, pos - 8):
-                return False
-            pos = data.find(needle, pos + 1)
-    return True
+    for high in range(lowest >> 24, (highest >> 24) + 1):
+        if high:
+            literal = high.to_bytes(5, "little")
+            found = data.find(literal, start + 11)
+            while found >= 0:
+                yield found - 11
+                found = data.find(literal, found + 1)
+        else:
+            for match in _NONZERO_THEN_FIVE_ZEROS.finditer(data, start + 8):
+                for low in (8, 9, 10):
+                    if match.start() - low >= start:
+                        yield match.start() - low
+
+
+def why_not_torn(data: bytes, bad_pos: int, expected: int) -> str:
+    """Why the damage found at ``bad_pos`` (where record ``expected`` should
+    start) is not a torn tail, or "" when it may be one.
+
+    A torn write leaves nothing intact after it. Records after real damage
+    keep their places, so record ``expected + k`` starts at least ``k``
+    headers after ``bad_pos``: that bounds the index of a candidate by its
+    offset. Every candidate is CRC-checked, within a budget linear in the
+    data; past it the damage counts as not torn.
+    """
+    start = bad_pos + 1
+    size = len(data)
+    if size - start < HEADER_SIZE:
+        return ""
+    highest = expected + (size - bad_pos) // HEADER_SIZE
+    budget = _CRC_BUDGET_FACTOR * (size - start) + (1 << 20)
+    unpack, crc32 = HEADER.unpack_from, zlib.crc32
+    view = memoryview(data)
+    try:
+        for pos in _index_candidates(data, start, expected, highest):
+            if size - pos < HEADER_SIZE:
+                continue
+            length, crc, index, _term, _kind = unpack(data, pos)
+            end = pos + HEADER_SIZE + length
+            if not expected <= index <= expected + (pos - bad_pos) // HEADER_SIZE or end > size:
+                continue
+            budget -= length
+            if budget < 0:
+                return "too much record-like data follows to rule out intact records"
+            if crc32(view[pos + CRC_START : end]) == crc:
+                return f"an intact record ({index}) follows at byte {pos}"
+        return ""
+    finally:
+        view.release()
+
+
+def _segment_files(directory: str) -> list[tuple[int, str]]:
+    """(first index, path) of every segment file, in index order."""
+    found = []
+    for name in os.listdir(directory):
+        match = _SEGMENT_NAME.match(name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(directory, name)))
+    return sorted(found)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    written = os.write(fd, view)
+    while written < len(data):
+        written += os.write(fd, view[written:])
 
 
 class Log:
     """Append-only segmented log with recovery, suffix truncation and compaction."""
 
     def __init__(self, directory: str, segment_bytes_max: int = 64 * 1024 * 1024) -> None:
+        if not 0 < segment_bytes_max <= SEGMENT_BYTES_LIMIT:
+            raise ValueError(f"segment_bytes_max must be in 1..{SEGMENT_BYTES_LIMIT}")
         self.directory = directory
         self.segment_bytes_max = segment_bytes_max
         self._segments: list[_Segment] = []
-        self._fd = -1
+        self._segment_firsts: list[int] = []  # first_index of each segment, for bisect
+        # Term runs across the whole log: term_values[k] holds from term_starts[k] on.
+        self._term_starts: list[int] = []
+        self._term_values: list[int] = []
+        self._fd = -1  # the tail segment, open for appending
         # The index the next appended record must carry, when the log is empty
         # (after a snapshot compacted everything, it continues from there).
         self._next_index = 1
+        self._roll_pending = False
+        # Set when a failed write could not be undone: appending again would put
+        # good records after garbage.
+        self._broken: str | None = None
         self.torn_bytes_truncated = 0
-        # Held while the tail's descriptor is fsync'd (on a worker thread) or replaced.
+        self.torn_problem = ""
+        # Held while the tail's descriptor is fsync'd (on a worker thread) and
+        # while the event loop thread replaces or closes it.
         self._fd_lock = threading.Lock()
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.directory))
 
     # -- opening and recovery ------------------------------------------------
 
     def open(self, start_index: int = 1) -> None:
-        """Recover the segments on disk. ``start_index`` is where an empty log
-        begins (one past the latest snapshot)."""
-        os.makedirs(self.directory, exist_ok=True)
-        names = sorted(n for n in os.listdir(self.directory) if n.endswith(SEGMENT_SUFFIX))
-        for position, name in enumerate(names):
-            path = os.path.join(self.directory, name)
-            first = int(name[: -len(SEGMENT_SUFFIX)])
+        """Recover the segments on disk: check every record, cut a torn tail,
+        raise CorruptLog on anything else. ``start_index`` is where an empty
+        log begins (one past the latest snapshot)."""
+        make_directory(self.directory)
+        files = _segment_files(self.directory)
+        segments: list[_Segment] = []
+        runs: list[tuple[int, int]] = []
+        directory_changed = False
+        for position, (first, path) in enumerate(files):
             with open(path, "rb") as f:
                 data = f.read()
-            offsets, valid_end, problem = _scan(data, first)
-            is_last = position == len(names) - 1
-            if problem:
-                if not is_last or not _is_torn_tail(data, valid_end, first + len(offsets)):
-                    raise CorruptLog(
-                        f"log segment {path} is damaged at byte {valid_end} "
-                        f"(after index {first + len(offsets) - 1}): {problem}. "
-                        "Entries after this point cannot be trusted. To start anyway, "
-                        f"run `nomadkv repair-log --dir {os.path.dirname(self.directory)}`, "
-                        "which cuts the log at the damage (entries after it are lost on this "
-                        "node; in a cluster the node then catches up from the leader)."
-                    )
-                self.torn_bytes_truncated += len(data) - valid_end
-                with open(path, "r+b") as f:
-                    f.truncate(valid_end)
-                    os.fsync(f.fileno())
-            if self._segments and first != self._segments[-1].last_index + 1:
+            scan = _scan(data, first)
+            is_last = position == len(files) - 1
+            if segments and first != segments[-1].last_index + 1:
                 raise CorruptLog(
-                    f"log segment {path} starts at index {first} but the previous one "
-                    f"ends at {self._segments[-1].last_index}; a segment is missing. "
-                    f"Run `nomadkv repair-log --dir {os.path.dirname(self.directory)}`."
+                    f"log segment {path} starts at index {first} but the segment before it "
+                    f"ends at {segments[-1].last_index}: a segment is missing. "
+                    + REPAIR_HINT.format(data_dir=self.data_dir)
                 )
-            if not offsets and not is_last:
-                raise CorruptLog(f"log segment {path} holds no record")
-            self._segments.append(_Segment(first, path, offsets, valid_end))
-        if self._segments and not self._segments[-1].offsets:
-            os.unlink(self._segments.pop().path)
-        self._next_index = self.last_index + 1 if self._segments else start_index
-        if self._segments:
-            self._open_tail()
+            if scan.problem:
+                if not is_last or scan.definitely_corrupt:
+                    self._refuse(path, scan, first)
+                not_torn = why_not_torn(data, scan.valid_end, first + len(scan.offsets))
+                if not_torn:
+                    self._refuse(path, scan, first, not_torn)
+                # A torn write at the very end: the record was never fully
+                # written, so it was never acknowledged. Cut it off.
+                self.torn_bytes_truncated += len(data) - scan.valid_end
+                self.torn_problem = f"{path} at byte {scan.valid_end}: {scan.problem}"
+                with open(path, "r+b") as f:
+                    f.truncate(scan.valid_end)
+                    os.fsync(f.fileno())
+            if not scan.offsets:
+                if not is_last:
+                    raise CorruptLog(
+                        f"log segment {path} holds no record but is followed by others. "
+                        + REPAIR_HINT.format(data_dir=self.data_dir)
+                    )
+                # The last roll crashed before its first record landed.
+                os.unlink(path)
+                directory_changed = True
+                continue
+            segments.append(_Segment(first, path, scan.offsets, scan.valid_end))
+            for index, term in scan.term_runs:
+                if not runs or runs[-1][1] != term:
+                    runs.append((index, term))
+        if directory_changed:
+            fsync_directory(self.directory)
+        self._segments = segments
+        self._segment_firsts = [s.first_index for s in segments]
+        self._term_starts = [index for index, _ in runs]
+        self._term_values = [term for _, term in runs]
+        self._next_index = segments[-1].last_index + 1 if segments else start_index
+        if segments:
+            self._fd = os.open(segments[-1].path, os.O_WRONLY | os.O_APPEND)
 
-    def _open_tail(self) -> None:
-        fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-            self._fd = fd
+    def _refuse(self, path: str, scan: _Scan, first: int, not_torn: str = "") -> None:
+        where = (
+            f"log segment {path} is damaged at byte {scan.valid_end} "
+            f"(record {first + len(scan.offsets)}): {scan.problem}"
+        )
+        if not_torn:
+            where += f", and it is not a torn write: {not_torn}"
+        raise CorruptLog(f"{where}. " + REPAIR_HINT.format(data_dir=self.data_dir))
 
     def close(self) -> None:
+        """fsync and close everything. The log can be opened again."""
         with self._fd_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+        for segment in self._segments:
+            self._close_reader(segment)
 
     # -- the write path ------------------------------------------------------
 
@@ -212,177 +351,305 @@ class Log:
     @property
     def last_index(self) -> int:
         """Index of the last record, or ``first_index - 1`` when empty."""
-        return self._segments[-1].last_index if self._segments else self._next_index - 1
+        return self._next_index - 1
 
     def append(self, records: list[tuple[int, int, int, bytes]]) -> int:
         """Write ``(index, term, kind, payload)`` records with one write; returns bytes written.
 
-        Not durable until ``sync`` returns.
+        Not durable until ``sync`` returns. On a failed write nothing of the
+        batch stays in the log (the file is cut back), and the error propagates.
         """
         if not records:
             return 0
-        if records[0][0] != self.last_index + 1:
-            raise ValueError(
-                f"append at index {records[0][0]} but the log ends at {self.last_index}"
-            )
-        if not self._segments or self._segments[-1].size >= self.segment_bytes_max:
-            self._roll(records[0][0])
+        if self._broken is not None:
+            raise OSError(f"the log cannot be appended to: {self._broken}")
+        first = records[0][0]
+        if first != self._next_index:
+            raise ValueError(f"append at index {first} but the log ends at {self.last_index}")
+        if (
+            self._roll_pending
+            or not self._segments
+            or (self._segments[-1].size >= self.segment_bytes_max)
+        ):
+            self._roll(first)
         segment = self._segments[-1]
-        offsets = segment.offsets
         pos = segment.size
+        starts = []
         parts = []
+        expected = first
         for index, term, kind, payload in records:
+            if index != expected:
+                raise ValueError(f"append of index {index} where {expected} was expected")
+            if len(payload) > PAYLOAD_BYTES_MAX:
+                raise ValueError(f"record {index} is larger than {PAYLOAD_BYTES_MAX} bytes")
             record = encode_record(index, term, kind, payload)
-            offsets.append(pos)
+            starts.append(pos)
             pos += len(record)
             parts.append(record)
-        data = b"".join(parts)
-        written = 0
-        while written < len(data):
-            written += os.write(self._fd, data[written:] if written else data)
+            expected += 1
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._undo_write(segment, exc)
+            raise
+        segment.offsets.extend(starts)
         segment.size = pos
-        self._next_index = records[-1][0] + 1
+        term_starts, term_values = self._term_starts, self._term_values
+        for index, term, _kind, _payload in records:
+            if not term_values or term_values[-1] != term:
+                term_starts.append(index)
+                term_values.append(term)
+        self._next_index = expected
         return len(data)
 
-    def _roll(self, first_index: int) -> None:
-        path = os.path.join(self.directory, _segment_name(first_index))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        os.close(fd)
-        self._segments.append(_Segment(first_index, path, array("Q"), 0))
-        self._open_tail()
-        self._sync_directory()
+    def _undo_write(self, segment: _Segment, error: OSError) -> None:
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError as exc:
+            self._broken = f"a write failed ({error}) and could not be undone ({exc})"
 
-    def sync(self) -> None:
-        """fsync the tail segment. Blocking: call it from a worker thread. Earlier
-        segments were fsync'd when the tail moved past them."""
+    def _roll(self, first_index: int) -> None:
+        """Start a new tail segment: the old one is fsync'd and the new one's
+        directory entry made durable before anything is written to it."""
+        path = os.path.join(self.directory, segment_name(first_index))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         with self._fd_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
+                os.close(self._fd)
+            self._fd = fd
+        fsync_directory(self.directory)
+        self._segments.append(_Segment(first_index, path, array("I"), 0))
+        self._segment_firsts.append(first_index)
+        self._roll_pending = False
+
+    def sync(self) -> None:
+        """Make every appended record durable (fdatasync of the tail; earlier
+        segments were fsync'd when the tail moved past them). Blocking: call it
+        from a worker thread."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.fdatasync(self._fd)
 
     def roll(self) -> None:
         """Start a new segment at the next append, so that a snapshot of
         everything so far lets ``compact`` delete whole files."""
         if self._segments and self._segments[-1].offsets:
-            self._roll(self.last_index + 1)
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self._roll_pending = True
 
     # -- reading -------------------------------------------------------------
 
     def read(self, lo: int, hi: int | None = None) -> Iterator[Record]:
-        """Records with ``lo <= index < hi`` (to the end when ``hi`` is None)."""
-        hi = self.last_index + 1 if hi is None else min(hi, self.last_index + 1)
-        for segment in self._segments:
-            if segment.last_index < lo or segment.first_index >= hi:
-                continue
+        """Records with ``lo <= index < hi`` (to the end when ``hi`` is None).
+
+        One ``pread`` per segment touched, on a descriptor kept open. Raises
+        ValueError if ``lo`` was compacted away, CorruptLog if a record no
+        longer matches its CRC. Do not change the log while iterating.
+        """
+        if lo < self.first_index:
+            raise ValueError(f"index {lo} is compacted: the log starts at {self.first_index}")
+        end_index = self._next_index if hi is None else min(hi, self._next_index)
+        if lo >= end_index:
+            return
+        position = bisect_right(self._segment_firsts, lo) - 1
+        crc32, unpack = zlib.crc32, HEADER.unpack_from
+        for segment in self._segments[position:]:
+            if segment.first_index >= end_index:
+                return
             start = max(lo, segment.first_index) - segment.first_index
-            stop = min(hi, segment.last_index + 1) - segment.first_index
-            with open(segment.path, "rb") as f:
-                f.seek(segment.offsets[start])
-                end = segment.offsets[stop] if stop < len(segment.offsets) else segment.size
-                data = f.read(end - segment.offsets[start])
+            stop = min(end_index, segment.last_index + 1) - segment.first_index
+            offsets = segment.offsets
+            begin = offsets[start]
+            end = offsets[stop] if stop < len(offsets) else segment.size
+            data = os.pread(self._reader(segment), end - begin, begin)
+            if len(data) != end - begin:
+                raise CorruptLog(f"log segment {segment.path} is shorter than expected")
+            view = memoryview(data)
             pos = 0
-            for _ in range(stop - start):
-                length, _crc, index, term, kind = HEADER.unpack_from(data, pos)
-                payload = data[pos + HEADER_SIZE : pos + HEADER_SIZE + length]
-                pos += HEADER_SIZE + length
-                yield Record(index, term, kind, payload)
+            for expected in range(segment.first_index + start, segment.first_index + stop):
+                length, crc, index, term, kind = unpack(data, pos)
+                record_end = pos + HEADER_SIZE + length
+                if index != expected or crc32(view[pos + CRC_START : record_end]) != crc:
+                    raise CorruptLog(
+                        f"log segment {segment.path}: record {expected} at byte "
+                        f"{begin + pos} changed on disk since it was written"
+                    )
+                yield Record(index, term, kind, data[pos + HEADER_SIZE : record_end])
+                pos = record_end
 
     def term_at(self, index: int) -> int | None:
-        for segment in self._segments:
-            if segment.first_index <= index <= segment.last_index:
-                with open(segment.path, "rb") as f:
-                    f.seek(segment.offsets[index - segment.first_index])
-                    return int(HEADER.unpack(f.read(HEADER_SIZE))[3])
-        return None
+        """The term of record ``index``, or None outside the log. In memory: no I/O."""
+        if not self.first_index <= index <= self.last_index:
+            return None
+        return self._term_values[bisect_right(self._term_starts, index) - 1]
+
+    def _reader(self, segment: _Segment) -> int:
+        if segment.read_fd < 0:
+            segment.read_fd = os.open(segment.path, os.O_RDONLY)
+        return segment.read_fd
+
+    @staticmethod
+    def _close_reader(segment: _Segment) -> None:
+        if segment.read_fd >= 0:
+            os.close(segment.read_fd)
+            segment.read_fd = -1
 
     # -- truncation ----------------------------------------------------------
 
     def truncate_suffix(self, from_index: int) -> None:
-        """Remove records with index >= ``from_index`` (a Raft log conflict)."""
-        while self._segments and self._segments[-1].first_index >= from_index:
-            segment = self._segments.pop()
-            os.unlink(segment.path)
-        if self._segments:
-            segment = self._segments[-1]
-            keep = from_index - segment.first_index
-            if keep < len(segment.offsets):
-                segment.size = segment.offsets[keep]
-                del segment.offsets[keep:]
-                with open(segment.path, "r+b") as f:
-                    f.truncate(segment.size)
-                    os.fsync(f.fileno())
-            self._open_tail()
-        else:
-            self.close()
-        self._next_index = from_index if not self._segments else self.last_index + 1
-        self._sync_directory()
+        """Remove records with index >= ``from_index`` (a Raft log conflict).
+        Durable when it returns."""
+        if from_index > self.last_index:
+            return
+        if from_index < self.first_index:
+            raise ValueError(
+                f"cannot truncate from {from_index}: the log starts at {self.first_index}"
+            )
+        unlinked = False
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            while self._segments and self._segments[-1].first_index >= from_index:
+                self._drop_segment(self._segments.pop())
+                self._segment_firsts.pop()
+                unlinked = True
+            if self._segments:
+                segment = self._segments[-1]
+                keep = from_index - segment.first_index
+                if keep < len(segment.offsets):
+                    segment.size = segment.offsets[keep]
+                    del segment.offsets[keep:]
+                fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
+                os.ftruncate(fd, segment.size)
+                os.fsync(fd)
+                self._fd = fd
+        if unlinked:
+            fsync_directory(self.directory)
+        cut = bisect_left(self._term_starts, from_index)
+        del self._term_starts[cut:]
+        del self._term_values[cut:]
+        self._next_index = from_index
+        self._roll_pending = False
 
     def compact(self, upto_index: int) -> int:
         """Delete whole segments whose records all have index <= ``upto_index``
         (they are covered by a snapshot). Returns how many were deleted."""
         removed = 0
-        while len(self._segments) > 1 and self._segments[0].last_index <= upto_index:
-            os.unlink(self._segments.pop(0).path)
-            removed += 1
-        if self._segments and self._segments[-1].last_index <= upto_index:
-            # Everything is covered: start an empty log after the snapshot.
-            self.close()
-            os.unlink(self._segments.pop().path)
-            self._next_index = upto_index + 1
+        while self._segments and self._segments[0].last_index <= upto_index:
+            if len(self._segments) == 1:
+                # Everything is covered: start an empty log after the snapshot.
+                with self._fd_lock:
+                    if self._fd >= 0:
+                        os.close(self._fd)
+                        self._fd = -1
+                self._next_index = max(self._next_index, upto_index + 1)
+                self._roll_pending = False
+            self._drop_segment(self._segments.pop(0))
+            self._segment_firsts.pop(0)
             removed += 1
         if removed:
-            self._sync_directory()
+            fsync_directory(self.directory)
+            keep = bisect_right(self._term_starts, self.first_index) - 1
+            if self._segments and keep > 0:
+                del self._term_starts[:keep]
+                del self._term_values[:keep]
+            elif not self._segments:
+                self._term_starts.clear()
+                self._term_values.clear()
         return removed
 
     def reset(self, next_index: int) -> None:
         """Drop every record and continue at ``next_index`` (a snapshot was installed)."""
-        self.close()
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
         for segment in self._segments:
-            os.unlink(segment.path)
+            self._drop_segment(segment)
         self._segments.clear()
+        self._segment_firsts.clear()
+        self._term_starts.clear()
+        self._term_values.clear()
         self._next_index = next_index
-        self._sync_directory()
+        self._roll_pending = False
+        fsync_directory(self.directory)
+
+    def _drop_segment(self, segment: _Segment) -> None:
+        self._close_reader(segment)
+        os.unlink(segment.path)
 
     @property
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
 
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
 
-def repair(directory: str) -> ScanResult:
-    """Cut the log at its first damaged record, deleting everything after it.
 
-    The operator's way out of ``CorruptLog``: entries after the damage are
-    lost on this node.
+@dataclass(frozen=True, slots=True)
+class LogRepair:
+    records_kept: int
+    bytes_moved: int
+    problem: str  # "" when the log was intact
+    moved_to: list[str]
+
+
+def repair(directory: str, aside: str) -> LogRepair:
+    """Cut the log at its first damaged record; everything after it (the rest
+    of that segment and every later segment) is moved under ``aside``.
+
+    The operator's way out of ``CorruptLog``: the writes after the damage are
+    lost on this node, but no byte is destroyed.
     """
-    names = sorted(n for n in os.listdir(directory) if n.endswith(SEGMENT_SUFFIX))
+    if not os.path.isdir(directory):
+        return LogRepair(0, 0, "", [])
     records = 0
     expected: int | None = None
-    for position, name in enumerate(names):
-        path = os.path.join(directory, name)
-        first = int(name[: -len(SEGMENT_SUFFIX)])
+    files = _segment_files(directory)
+    for position, (first, path) in enumerate(files):
         with open(path, "rb") as f:
             data = f.read()
-        offsets, valid_end, problem = _scan(data, first)
+        scan = _scan(data, first)
+        problem = scan.problem
         if expected is not None and first != expected:
-            problem, offsets, valid_end = "missing segment before it", array("Q"), 0
-        records += len(offsets)
-        if problem:
-            with open(path, "r+b") as f:
-                f.truncate(valid_end)
+            problem = f"a segment is missing before it (index {expected} expected)"
+            scan.offsets, scan.valid_end = array("I"), 0
+        if not problem:
+            records += len(scan.offsets)
+            expected = first + len(scan.offsets)
+            continue
+        records += len(scan.offsets)
+        make_directory(aside)
+        moved = []
+        name = os.path.basename(path)
+        if scan.offsets:
+            cut = os.path.join(aside, f"{name}.from-byte-{scan.valid_end}")
+            with open(cut, "wb") as f:
+                f.write(data[scan.valid_end :])
                 os.fsync(f.fileno())
-            removed = len(data) - valid_end
-            for later in names[position + 1 :]:
-                later_path = os.path.join(directory, later)
-                removed += os.path.getsize(later_path)
-                os.unlink(later_path)
-            if not offsets:
-                os.unlink(path)
-            return ScanResult(records, valid_end, removed, f"{name}: {problem}")
-        expected = first + len(offsets)
-    return ScanResult(records, 0, 0, "")
+            with open(path, "r+b") as f:
+                f.truncate(scan.valid_end)
+                os.fsync(f.fileno())
+            moved.append(cut)
+        else:
+            moved.append(_move(path, aside))
+        for _, later in files[position + 1 :]:
+            moved.append(_move(later, aside))
+        fsync_directory(aside)
+        fsync_directory(directory)
+        return LogRepair(
+            records,
+            len(data) - scan.valid_end + sum(os.path.getsize(p) for p in moved[1:]),
+            f"{name} at byte {scan.valid_end}: {problem}",
+            moved,
+        )
+    return LogRepair(records, 0, "", [])
+
+
+def _move(path: str, aside: str) -> str:
+    target = os.path.join(aside, os.path.basename(path))
+    shutil.move(path, target)
+    return target
