@@ -22,6 +22,7 @@ import os
 import tomllib
 from typing import Any
 
+from nomadkv.commands.glob import matches
 from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, register
 from nomadkv.config import (
     FSYNC_POLICIES,
@@ -36,7 +37,6 @@ from nomadkv.config import (
 from nomadkv.resp.reply import OK, Map
 from nomadkv.server.client import Client
 from nomadkv.server.container import help_reply, run_subcommand
-from nomadkv.server.glob import glob_match
 from nomadkv.server.node import Node
 from nomadkv.server.state import state_of
 
@@ -121,7 +121,7 @@ def cmd_config_get(ctx: Client, argv: list[bytes]) -> ReplyT:
                 found[name] = values[name.lower()]
             continue
         for name, value in values.items():
-            if name not in found and glob_match(pattern, name.encode(), nocase=True):
+            if name not in found and matches(pattern.lower(), name.encode().lower()):
                 found[name] = value
     return Map(found)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nomadkv.commands.glob import matches
 from nomadkv.commands.table import (
     COMMANDS,
     CommandError,
@@ -28,7 +29,6 @@ from nomadkv.commands.table import (
 from nomadkv.resp.reply import NULL, Array, Map, SetReply, Status, Value, bulk_array, integer
 from nomadkv.server.client import Client
 from nomadkv.server.container import help_reply, run_subcommand
-from nomadkv.server.glob import glob_match
 from nomadkv.server.state import command_specs
 
 # The order Redis prints flags and ACL categories in (server.c addCommandFlags,
@@ -212,7 +212,7 @@ def cmd_command_list(ctx: Client, argv: list[bytes]) -> ReplyT:
         category = "@" + value.decode(errors="replace").lower()
         chosen = [name for name, spec in names if category in spec.acl_categories]
     elif kind == b"pattern":
-        chosen = [name for name, _ in names if glob_match(value, name.encode(), nocase=True)]
+        chosen = [name for name, _ in names if matches(value.lower(), name.encode().lower())]
     else:
         raise CommandError("ERR syntax error")
     return bulk_array(name.encode() for name in chosen)

@@ -9,8 +9,8 @@ import pytest
 import redis
 from rawresp import encode, read_replies
 
+from nomadkv.commands.glob import matches
 from nomadkv.harness import ServerProcess, nomadkv_node, wait_until
-from nomadkv.server.glob import glob_match
 
 
 def test_info_default_sections_and_fields(nk: redis.Redis, shared_node: ServerProcess) -> None:
@@ -284,7 +284,7 @@ def test_command_lists_the_table(nk: redis.Redis, shared_node: ServerProcess) ->
     listed = set(reply_of(shared_node.port, ["COMMAND", "LIST"]))
     assert b"client|kill" in listed and b"get" in listed
     pattern = set(reply_of(shared_node.port, ["COMMAND", "LIST", "FILTERBY", "PATTERN", "con*"]))
-    assert pattern == {name for name in listed if glob_match(b"con*", name)}
+    assert pattern == {name for name in listed if matches(b"con*", name)}
     connection = set(
         reply_of(shared_node.port, ["COMMAND", "LIST", "FILTERBY", "ACLCAT", "connection"])
     )
