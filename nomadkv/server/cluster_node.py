@@ -51,7 +51,7 @@ from nomadkv.raft.confchange import (
 from nomadkv.raft.config import Config as RaftConfig
 from nomadkv.raft.core import StateRole
 from nomadkv.raft.entry import ConfState, Entry, EntryType
-from nomadkv.raft.errors import DecodeError, RequestDropped, check
+from nomadkv.raft.errors import DecodeError, InvariantViolation, RequestDropped, check
 from nomadkv.raft.message import Message
 from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
@@ -197,8 +197,22 @@ class ClusterNode(Node):
             log.warning("message claiming to be from %d arrived from %s", message.sender, peer)
             return
         self.messages_received += 1
-        self.raw.step(message)
+        try:
+            self.raw.step(message)
+        except InvariantViolation as exc:
+            self._halt(f"{exc} (on a message from node {message.sender})")
+            return
         self._schedule_ready()
+
+    def _halt(self, why: str) -> None:
+        """A broken Raft invariant stops this replica rather than let it limp on
+        (nomadkv.raft.errors): nothing more goes into or out of the core, and the
+        process shuts down. Restarted, it recovers from its own storage; if that is
+        what lost data (a wiped or truncated log), it must leave the group and
+        join again (CLUSTER FORGET, then CLUSTER MEET with --cluster-join)."""
+        log.critical("Raft invariant broken: %s; stopping this node", why)
+        self.raw = None
+        self.request_shutdown()
 
     def _on_peer_address(self, peer: bytes, address: bytes) -> None:
         """A peer told us (authenticated) where it listens; dial back if new."""
