@@ -113,15 +113,27 @@ _barriers = itertools.count()
 
 
 def barrier(leader: ServerProcess, nodes: Iterable[ServerProcess], timeout_s: float = 20.0) -> None:
-    """Return once each of ``nodes`` has applied everything the leader acknowledged
-    before this call: a fresh write through the leader, then wait for it on each
-    node (entries apply in log order, so it is the last of them to appear)."""
+    """Return once each of ``nodes`` has applied everything acknowledged before this
+    call: a fresh write through the leader (or, should leadership move meanwhile,
+    the node its -MOVED names), then wait for it on each node (entries apply in log
+    order, so it is the last of them to appear)."""
+    nodes = list(nodes)
     key = f"barrier:{time.monotonic_ns()}:{next(_barriers)}"
-    client = leader.client(socket_timeout=10.0)
-    try:
-        assert client.set(key, "1") is True
-    finally:
-        client.close()
+    address = [(leader.host, leader.port)]
+
+    def written() -> bool:
+        client = redis.Redis(*address[0], socket_timeout=5.0, retry=NO_RETRY)
+        try:
+            return client.set(key, "1") is True
+        except redis.exceptions.MovedError as exc:
+            address[0] = (exc.host, exc.port)
+        except (redis.RedisError, OSError):
+            pass  # CLUSTERDOWN during an election, a write lost to it: try again
+        finally:
+            client.close()
+        return False
+
+    wait_until(written, timeout_s, f"the barrier write {key}", interval_s=0.05)
     for node in nodes:
         replica = readonly_client(node)
         try:

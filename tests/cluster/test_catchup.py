@@ -1,0 +1,160 @@
+"""Catching up from the leader: snapshot, then log (real processes).
+
+100k keys are written and the leader's log is compacted behind a snapshot,
+so a node that starts empty needs the snapshot (streamed in chunks over the
+bus) and then the log after it.
+
+- A wiped follower: stopped, its data directory deleted, started again with
+  the same id. It must catch up and end with every key.
+- A wiped node brought back the way Raft always supports (etcd's runbook):
+  CLUSTER FORGET it, start it empty with --cluster-join, CLUSTER MEET it.
+  This one measures the catch-up rate (bytes of snapshot and log the node
+  stored, per second from CLUSTER MEET to having applied the leader's
+  index), printed: run with ``-s`` to see it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+import redis
+from clusterkit import barrier, get_many, raft_ids, raft_info, readonly_client
+
+from nomadkv.cluster.topology import node_name
+from nomadkv.harness import LocalCluster, ServerProcess, wait_until
+
+KEYS = 100_000
+BATCH = 2000
+PREFIXES = (("bulk", KEYS), ("tail", 1000), ("while-down", 1000))
+
+
+def write_keys(leader: ServerProcess, prefix: str, count: int) -> None:
+    client = leader.client(socket_timeout=30)
+    for start in range(0, count, BATCH):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(start + BATCH, count)):
+            pipe.set(f"{prefix}:{i}", value_of(prefix, i))
+        assert all(reply is True for reply in pipe.execute())
+    client.close()
+
+
+def value_of(prefix: str, i: int) -> bytes:
+    # 64 bytes that do not compress to nothing: a snapshot of them has real size.
+    return f"{prefix}:{i}:{i * 2654435761 % 4294967296:08x}".encode().ljust(64, b".")
+
+
+def directory_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def applied_index(node: ServerProcess) -> int:
+    """The node's applied index, 0 while it does not answer."""
+    try:
+        return int(raft_info(node)["applied_index"])
+    except (redis.RedisError, OSError, KeyError):
+        return 0
+
+
+def fill_and_compact(cluster: LocalCluster) -> ServerProcess:
+    leader = cluster.leader()
+    write_keys(leader, "bulk", KEYS)
+    wait_until(
+        lambda: int(raft_info(leader)["first_index"]) > 2,
+        15,
+        "the leader to compact its log behind a snapshot",
+    )
+    write_keys(leader, "tail", 1000)  # in the log after the snapshot
+    return leader
+
+
+def wipe(node: ServerProcess) -> str:
+    """Stop ``node`` and delete everything in its data directory but its server log."""
+    data_dir = os.path.dirname(node.log_path)
+    node.stop()
+    for entry in os.listdir(data_dir):
+        if entry != os.path.basename(node.log_path):
+            path = os.path.join(data_dir, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return data_dir
+
+
+def check_all_keys(leader: ServerProcess, node: ServerProcess) -> None:
+    replica = readonly_client(node)
+    assert replica.dbsize() == readonly_client(leader).dbsize()
+    for prefix, count in PREFIXES:
+        for start in range(0, count, 10_000):
+            end = min(start + 10_000, count)
+            keys = [f"{prefix}:{i}" for i in range(start, end)]
+            want = [value_of(prefix, i) for i in range(start, end)]
+            assert get_many(replica, keys) == want, f"{prefix} keys from {start} differ"
+
+
+def test_wiped_follower_catches_up_from_snapshot_and_log(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster(snapshot_after_log_bytes="2mb")
+    leader = fill_and_compact(cluster)
+    follower = next(node for node in cluster.nodes if node is not leader)
+    wipe(follower)
+    write_keys(leader, "while-down", 1000)
+    target = int(raft_info(leader)["applied_index"])
+
+    follower.start()
+
+    def caught_up() -> bool:
+        assert follower.alive(), f"the wiped follower stopped; its log:\n{follower.log_tail(8)}"
+        return applied_index(follower) >= target
+
+    wait_until(caught_up, 20, "the wiped follower to catch up")
+    barrier(leader, cluster.nodes, timeout_s=30)
+    check_all_keys(leader, follower)
+
+
+def test_wiped_node_forgotten_and_met_again_catches_up(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster(snapshot_after_log_bytes="2mb")
+    leader = fill_and_compact(cluster)
+    node = next(n for n in cluster.nodes if n is not leader)
+    raft_id = cluster.nodes.index(node) + 1
+    data_dir = wipe(node)
+    admin = leader.client(socket_timeout=10)
+    assert admin.execute_command("CLUSTER", "FORGET", node_name(raft_id)) in (True, b"OK")
+    wait_until(
+        lambda: raft_id not in raft_ids(raft_info(leader)["voters"]),
+        10,
+        f"node {raft_id} to leave the group",
+    )
+    write_keys(leader, "while-down", 1000)
+    target = int(raft_info(leader)["applied_index"])
+
+    node.argv += ["--cluster-join", "yes"]
+    node.start()
+    started = time.monotonic()
+    reply = admin.execute_command("CLUSTER", "MEET", node.host, node.port)
+    assert reply in (True, b"OK")
+    wait_until(lambda: applied_index(node) >= target, 60, "the new member to catch up")
+    elapsed_s = time.monotonic() - started
+    received = directory_bytes(os.path.join(data_dir, "snapshots")) + directory_bytes(
+        os.path.join(data_dir, "log")
+    )
+    with open(node.log_path, "rb") as log:
+        assert b"installed a snapshot at index" in log.read(), "no snapshot was installed"
+    print(
+        f"wiped node rejoining: {received / 1e6:.1f} MB of snapshot and log in "
+        f"{elapsed_s:.2f} s from CLUSTER MEET: {received / 1e6 / elapsed_s:.1f} MB/s"
+    )
+    wait_until(
+        lambda: raft_id in raft_ids(raft_info(leader)["voters"]),
+        20,
+        f"node {raft_id} to be promoted to voter again",
+    )
+    barrier(leader, cluster.nodes, timeout_s=30)
+    check_all_keys(leader, node)
