@@ -78,54 +78,59 @@ def absolute_deadline(option: bytes, amount: bytes, now_ms: int, command: str) -
     """EX/PX/EXAT/PXAT ``amount`` as absolute Unix milliseconds, checked as
     Redis's getExpireMillisecondsOrReply checks it."""
     number = parse_int(amount, NOT_INTEGER)
-    invalid = CommandError(f"ERR invalid expire time in '{command}' command")
     seconds = option in (b"EX", b"EXAT")
     if number <= 0 or (seconds and number > INT64_MAX // 1000):
-        raise invalid
+        raise CommandError(f"ERR invalid expire time in '{command}' command")
     if seconds:
         number *= 1000
     if option in (b"EX", b"PX"):
         number += now_ms
         if number > INT64_MAX:  # C's signed overflow, which Redis detects as <= 0
-            raise invalid
+            raise CommandError(f"ERR invalid expire time in '{command}' command")
     return number
 
 
 def parse_string_options(
     argv: list[bytes], first: int, for_set: bool
-) -> tuple[set[bytes], tuple[bytes, bytes] | None]:
+) -> tuple[list[bytes], bytes | None, bytes | None]:
     """SET's (``for_set``) or GETEX's options, as parseExtendedStringArgumentsOrReply
-    accepts them: flags (NX XX GET KEEPTTL PERSIST) and the last (option, amount)
-    of the one expire option given, which may repeat. Amounts are not checked."""
-    flags: set[bytes] = set()
-    expire: tuple[bytes, bytes] | None = None
-    i = first
-    while i < len(argv):
+    accepts them: the flags (NX XX GET KEEPTTL PERSIST, each once, in the order
+    given), then the expire option (EX PX EXAT PXAT, which may repeat: the last
+    amount counts) and its amount, unchecked."""
+    flags: list[bytes] = []
+    expire = amount = None
+    i, end = first, len(argv)
+    while i < end:
         option = option_name(argv[i])
-        has_amount = i + 1 < len(argv)
-        if for_set:
+        if option in _EXPIRE_OPTIONS:
             accepted = (
+                i + 1 < end
+                and (expire is None or expire == option)
+                and b"KEEPTTL" not in flags
+                and b"PERSIST" not in flags
+            )
+            if accepted:
+                expire, amount = option, argv[i + 1]
+                i += 2
+                continue
+        elif for_set:
+            if (
                 option == b"GET"
                 or (option == b"NX" and b"XX" not in flags)
                 or (option == b"XX" and b"NX" not in flags)
                 or (option == b"KEEPTTL" and expire is None)
-            )
-        else:
-            accepted = option == b"PERSIST" and expire is None
-        if accepted:
-            flags.add(option)
-        elif (
-            option in _EXPIRE_OPTIONS
-            and has_amount
-            and (expire is None or expire[0] == option)
-            and not flags & {b"KEEPTTL", b"PERSIST"}
-        ):
+            ):
+                if option not in flags:
+                    flags.append(option)
+                i += 1
+                continue
+        elif option == b"PERSIST" and expire is None:
+            if option not in flags:
+                flags.append(option)
             i += 1
-            expire = (option, argv[i])
-        else:
-            raise CommandError(SYNTAX_ERROR)
-        i += 1
-    return flags, expire
+            continue
+        raise CommandError(SYNTAX_ERROR)
+    return flags, expire, amount
 
 
 def prepare_set(argv: list[bytes], now_ms: int) -> list[bytes]:
@@ -135,10 +140,10 @@ def prepare_set(argv: list[bytes], now_ms: int) -> list[bytes]:
     """
     if len(argv) == 3:
         return argv
-    flags, expire = parse_string_options(argv, 3, for_set=True)
-    prepared = argv[:3] + sorted(flags)
-    if expire is not None:
-        deadline = absolute_deadline(expire[0], expire[1], now_ms, "set")
+    flags, expire, amount = parse_string_options(argv, 3, for_set=True)
+    prepared = argv[:3] + flags
+    if expire is not None and amount is not None:
+        deadline = absolute_deadline(expire, amount, now_ms, "set")
         prepared += (b"PXAT", b"%d" % deadline)
     return prepared
 
@@ -213,12 +218,12 @@ def prepare_getex(argv: list[bytes], now_ms: int) -> list[bytes]:
     if the key holds a string (Redis checks it after the lookup), so it is
     logged as given and rejected by apply.
     """
-    flags, expire = parse_string_options(argv, 2, for_set=False)
-    if expire is not None:
+    flags, expire, amount = parse_string_options(argv, 2, for_set=False)
+    if expire is not None and amount is not None:
         try:
-            deadline = absolute_deadline(expire[0], expire[1], now_ms, "getex")
+            deadline = absolute_deadline(expire, amount, now_ms, "getex")
         except CommandError:
-            return [argv[0], argv[1], *expire]
+            return [argv[0], argv[1], expire, amount]
         return [argv[0], argv[1], b"PXAT", b"%d" % deadline]
     return [argv[0], argv[1], b"PERSIST"] if flags else argv[:2]
 
@@ -450,6 +455,7 @@ register(
         apply_set,
         _ONE_KEY,
         prepare=prepare_set,
+        plain_arity=3,  # SET key value: no option to check or rewrite
         group="string",
         summary="Sets the string value of a key, ignoring its type. The key is created if it "
         "doesn't exist.",
