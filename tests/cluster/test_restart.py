@@ -3,17 +3,18 @@
 Every node stopped at once, in order (SIGTERM) or as a crash (kill -9), then
 all started again: each recovers its log (and snapshot) from its own disk,
 they elect a leader, and every acknowledged write is there, on every node.
-One variant takes snapshots along the way, so recovery reads a snapshot and
-the log after it.
+Snapshots are taken along the way, so recovery reads a snapshot and the log
+after it. Another test kills every node at once in the middle of a write load.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from clusterkit import barrier, get_many, readonly_client
+from clusterkit import WriteLoad, barrier, check_acknowledged, get_many, readonly_client
 
 from nomadkv.harness import LocalCluster, ServerProcess, wait_until
 
@@ -81,3 +82,25 @@ def test_restart_every_node_keeps_acknowledged_writes(
         check_everywhere(cluster, expected)
         expected |= write_acknowledged(cluster, round_, 50)
     check_everywhere(cluster, expected)
+
+
+def test_kill_every_node_under_write_load_keeps_acknowledged_writes(
+    cluster: LocalCluster,
+) -> None:
+    """kill -9 of all nodes at once while clients write: whatever was acknowledged
+    was fsync'd by a majority, so it is there after they all restart."""
+    cluster.leader()
+    with WriteLoad(cluster, threads=4) as load:
+        wait_until(lambda: load.acks_after(0) >= 300, 30, "300 writes acknowledged")
+        for node in cluster.nodes:
+            node.signal(signal.SIGKILL)
+        for node in cluster.nodes:
+            node.kill()  # reap
+    for node in cluster.nodes:
+        node.start()
+    leader = cluster.leader(timeout_s=20)
+    checked = check_acknowledged(leader.client(socket_timeout=10), load.logs, "the leader")
+    assert checked >= 300
+    barrier(leader, cluster.nodes)
+    for node in cluster.nodes:
+        check_acknowledged(readonly_client(node), load.logs, f"node {node.host}")
