@@ -87,9 +87,14 @@ class CommandSpec:
     complexity: str = "O(1)"
     acl_categories: tuple[str, ...] = ()
     subcommands: dict[bytes, CommandSpec] = field(default_factory=dict)
-    # Hot-path booleans derived from flags, so the gate tests one attribute.
+    # A write whose prepare has nothing to do at this many arguments (SET key value:
+    # no options to check or rewrite); 0 when prepare must always run.
+    plain_arity: int = 0
+    # Hot-path fields derived from the others, so the gate tests one attribute.
     write: bool = False
     needs_auth: bool = True
+    plain_read_arity: int = -1  # argc of a read that needs no check beyond arity
+    plain_write_arity: int = -1  # argc of a write that can be proposed as sent
     # Counters for INFO commandstats.
     calls: int = 0
     usec: float = 0.0
@@ -99,6 +104,13 @@ class CommandSpec:
     def __post_init__(self) -> None:
         self.write = "write" in self.flags
         self.needs_auth = "no_auth" not in self.flags
+        # Variadic commands and containers of subcommands take the full gate.
+        fixed = self.arity > 0 and not self.subcommands
+        self.plain_read_arity = self.arity if fixed and not self.write else -1
+        if self.write and self.prepare is None and fixed:
+            self.plain_write_arity = self.arity
+        elif self.write and self.plain_arity:
+            self.plain_write_arity = self.plain_arity
 
     @property
     def full_name(self) -> str:

@@ -248,6 +248,9 @@ class Client(asyncio.Protocol):
         if self.stash is not None:
             commands = chain((self.stash,), commands)
             self.stash = None
+        # Reads with nothing to check (authenticated, not routed, nothing pending)
+        # take the short branch; anything that makes replies wait clears this.
+        plain = self.authenticated and not self.routed and not self.pending
         try:
             for argv in commands:
                 if not argv:
@@ -256,6 +259,40 @@ class Client(asyncio.Protocol):
                     raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
                 spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
                 argc = len(argv)
+                if plain and spec is not None and spec.plain_read_arity == argc:
+                    spec.calls += 1
+                    if timed:
+                        ran.append(spec)
+                    try:
+                        reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
+                    except CommandError as exc:
+                        spec.failed_calls += 1
+                        reply = exc.reply()
+                    except CloseConnection as exc:
+                        out.append(exc.reply)
+                        self.close_after_reply = True
+                        break
+                    except Exception:
+                        if not well_formed(argv):
+                            raise MalformedRequest from None
+                        reply = self._internal_error(spec, argv)
+                    if reply.__class__ is not bytes:
+                        if reply is DEFERRED:
+                            self.pending += 1
+                            self.pending_kind = DEFERRED_REPLY
+                            plain = False
+                            continue
+                        reply = reply.encode(self.resp3)  # type: ignore[union-attr]
+                    out.append(reply)  # type: ignore[arg-type]
+                    out_bytes += len(reply)  # type: ignore[arg-type]
+                    if out_bytes > OUTPUT_SLICE_BYTES:
+                        # A pipeline of large replies: hand them to the transport
+                        # now, so the output limit is enforced within the batch.
+                        out_bytes = 0
+                        self.flush()
+                        if self.closed:
+                            break
+                    continue
                 if spec is None or not spec.write:
                     if spec is None or spec.arity != argc or not self.authenticated or self.routed:
                         verdict = self._gate(spec, argv)
@@ -264,6 +301,7 @@ class Client(asyncio.Protocol):
                                 self.stash = argv
                                 break
                             self._queue(verdict, spec, argv)  # type: ignore[arg-type]
+                            plain = False
                             continue
                         if self.pending:
                             self.stash = argv
@@ -296,6 +334,7 @@ class Client(asyncio.Protocol):
                     elif reply is DEFERRED:
                         self.pending += 1
                         self.pending_kind = DEFERRED_REPLY
+                        plain = False
                     else:
                         reply = reply.encode(self.resp3)  # type: ignore[union-attr]
                         out.append(reply)  # type: ignore[arg-type]
@@ -315,12 +354,7 @@ class Client(asyncio.Protocol):
                     raise MalformedRequest
                 _join(argv)
                 prepared = argv
-                if (
-                    spec.prepare is not None
-                    or spec.arity != argc
-                    or not self.authenticated
-                    or self.routed
-                ):
+                if not plain or spec.plain_write_arity != argc:
                     checked = self._check_write(spec, argv)
                     if checked.__class__ is bytes:
                         if self.pending:
@@ -333,6 +367,7 @@ class Client(asyncio.Protocol):
                             self.stash = argv
                             break
                         self._queue(PROXY, spec, argv)
+                        plain = False
                         continue
                     prepared = checked  # type: ignore[assignment]
                 if self.pending and self.pending_kind is not WRITES:
@@ -343,6 +378,7 @@ class Client(asyncio.Protocol):
                     ran.append(spec)
                 self.pending += 1
                 self.pending_kind = WRITES
+                plain = False
                 node.proposed.append(prepared)
                 node.waiters.append(self)
                 wrote = True
