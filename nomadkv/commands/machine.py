@@ -17,6 +17,7 @@ shape of what it loads and rejects anything else.
 from __future__ import annotations
 
 import marshal
+from collections.abc import Callable
 
 from nomadkv.commands.keys import INTERNAL
 from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, lookup
@@ -59,14 +60,20 @@ def write_spec(name: bytes) -> CommandSpec:
     return spec
 
 
+def _ignore(index: int, argv: list[bytes], error: Exception) -> None:
+    return None
+
+
 class StateMachine:
     """Applies entries, in index order, exactly once."""
 
-    __slots__ = ("applied_index", "keyspace")
+    __slots__ = ("applied_index", "keyspace", "on_internal_error")
 
     def __init__(self, keyspace: Keyspace) -> None:
         self.keyspace = keyspace
         self.applied_index = 0
+        # Told of a handler bug (an exception other than CommandError); the node logs it.
+        self.on_internal_error: Callable[[int, list[bytes], Exception], None] = _ignore
 
     def apply(self, index: int, now_ms: int, commands: list[list[bytes]]) -> list[ReplyT]:
         """Apply one entry's commands and return their replies, in order."""
@@ -81,6 +88,9 @@ class StateMachine:
                 append(spec.handler(ks, argv, now_ms))  # type: ignore[call-arg]
             except CommandError as exc:
                 append(exc.reply())
+            except Exception as exc:  # a handler bug: every replica hits it alike
+                self.on_internal_error(index, argv, exc)
+                append(b"-ERR internal error\r\n")
         self.applied_index = index
         return replies
 

@@ -111,6 +111,7 @@ class Node:
         self.loop = loop
         self.keyspace = Keyspace()
         self.machine = StateMachine(self.keyspace)
+        self.machine.on_internal_error = self._apply_failed
         self.log = Log(os.path.join(config.dir, "log"), config.log_segment_bytes)
         self.snapshot_dir = os.path.join(config.dir, "snapshots")
         self.stats = Stats()
@@ -216,6 +217,10 @@ class Node:
                 "written by an incompatible version, or by a bug. The log after it is intact; "
                 "do not repair it, report it."
             ) from None
+
+    def _apply_failed(self, index: int, argv: list[bytes], error: Exception) -> None:
+        self.stats.unexpected_errors += 1
+        log.error("internal error applying %r at index %d", argv[0], index, exc_info=error)
 
     def start_timers(self) -> None:
         self._every(EXPIRY_INTERVAL_S, self._expiry_cycle)
