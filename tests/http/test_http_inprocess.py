@@ -109,8 +109,11 @@ def test_http_writes_are_logged_like_resp_writes(tmp_path) -> None:
         assert node.synced_index == node.log.last_index  # appendfsync always
         (record,) = list(node.log.read(index + 1))
         now_ms, commands = decode_entry(record.payload)
-        # SET ... EX 10 was prepared into an absolute deadline, as on RESP.
-        assert commands == [[b"SET", b"k", b"v", b"PXAT", b"%d" % (now_ms + 10_000)]]
+        # SET ... EX 10 was prepared into an absolute deadline, as on RESP: ten
+        # seconds after the request arrived, which is at most the entry's stamp.
+        ((name, key, value, option, deadline),) = commands
+        assert (name, key, value, option) == (b"SET", b"k", b"v", b"PXAT")
+        assert now_ms + 10_000 - 1_000 < int(deadline) <= now_ms + 10_000
 
     run_with_node(tmp_path, scenario)
 
