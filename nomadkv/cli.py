@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     repair.add_argument("--dir", required=True, help="the node's data directory")
     sub.add_parser("config-reference", help="print the commented reference configuration")
+    sub.add_parser("commands-reference", help="print docs/commands.md, from the command table")
     cluster = sub.add_parser("cluster", help="local development clusters")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = cluster_sub.add_parser(
@@ -75,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "config-reference":
         print(reference_toml(), end="")
+        return 0
+    if args.command == "commands-reference":
+        import nomadkv.server.main  # noqa: F401  (registers every command the server serves)
+        from nomadkv.commands.docs import render
+        from nomadkv.commands.table import all_commands
+
+        print(render(all_commands()), end="")
         return 0
     if args.command == "repair-log":
         from nomadkv.storage.recovery import repair

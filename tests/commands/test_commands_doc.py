@@ -1,6 +1,6 @@
 """docs/commands.md is the command table, rendered: it must be up to date.
 
-Regenerate it with ``python tests/commands/test_commands_doc.py``.
+Regenerate it with ``nomadkv commands-reference > docs/commands.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
 
 def test_commands_doc_is_up_to_date() -> None:
     assert DOC.read_text() == render(all_commands()), (
-        "docs/commands.md is stale: run python tests/commands/test_commands_doc.py"
+        "docs/commands.md is stale: run nomadkv commands-reference > docs/commands.md"
     )
 
 
@@ -25,7 +25,3 @@ def test_every_command_is_documented() -> None:
         assert spec.summary, f"{spec.name} has no summary"
         assert f"| `{spec.name.upper()}` |" in DOC.read_text()
 
-
-if __name__ == "__main__":
-    DOC.write_text(render(all_commands()))
-    print(f"wrote {DOC}")
