@@ -161,3 +161,33 @@ def test_wiped_node_forgotten_and_met_again_catches_up(
     )
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, node)
+
+
+def test_follower_down_while_the_leader_compacts_catches_up_by_snapshot(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """A follower killed before the bulk load restarts from its own (short) disk state;
+    the entries it misses are compacted away on the leader, so it gets the snapshot."""
+    cluster = make_cluster(snapshot_after_log_bytes="2mb")
+    leader = cluster.leader()
+    write_keys(leader, "early", 1000)
+    follower = next(node for node in cluster.nodes if node is not leader)
+    barrier(leader, cluster.nodes)
+    early_index = applied_index(follower)
+    follower.kill()
+    write_keys(leader, "bulk", KEYS)
+    wait_until(
+        lambda: int(raft_info(leader)["first_index"]) > early_index + 1,
+        15,
+        "the leader to compact away the entries the follower misses",
+    )
+    write_keys(leader, "tail", 1000)
+    write_keys(leader, "while-down", 1000)
+    target = int(raft_info(leader)["applied_index"])
+
+    follower.start()
+    wait_until(lambda: applied_index(follower) >= target, 60, "the follower to catch up")
+    with open(follower.log_path, "rb") as log:
+        assert b"installed a snapshot at index" in log.read().split(b"recovering")[-1]
+    barrier(leader, cluster.nodes, timeout_s=30)
+    check_all_keys(leader, follower)
