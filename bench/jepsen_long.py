@@ -5,7 +5,9 @@ Starts its own nodes on loopback: a local cluster (``--nodes 3`` or 5, on
 isolate, split, asymmetric) or one standalone node (``--nodes 1``: kill and
 pause). Clients run SET/GET/INCR on a few keys; the history is saved as JSON
 lines under bench/results/ (``jepsen-<time>-seed<seed>.jsonl``) before it is
-checked, with a summary in ``jepsen-<time>.json`` and ``jepsen-latest.json``.
+checked, with a summary in ``jepsen-<time>.json`` and ``jepsen-latest.json``;
+also when the run breaks (a node that cannot restart). The nodes' data and
+logs stay in a temporary directory (printed) unless the history is linearizable.
 
 Re-check a saved history: ``python -m nomadkv.jepsen check bench/results/<file>.jsonl``.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="nomadkv-jepsen-") as data, ExitStack() as stack:
+    data = tempfile.mkdtemp(prefix="nomadkv-jepsen-")
+    print(f"node data and logs in {data} (removed if the history is linearizable)", flush=True)
+    with ExitStack() as stack:
         nodes: list[ServerProcess]
         if args.nodes == 1:
             nodes = [nomadkv_node(os.path.join(data, "node"), appendfsync="always").start()]
@@ -110,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             history_path=history_path,
         )
     elapsed = time.monotonic() - started
+    if result.check.status == "ok":
+        shutil.rmtree(data)
     keys: dict[str, Any] = {
         key: {"status": k.status, "operations": k.operations, "configurations": k.configurations}
         for key, k in result.check.keys.items()

@@ -18,17 +18,26 @@ Algorithm (Wing & Gong's search, Lowe's just-in-time linearization, memoized):
 - Memoization: a configuration is (set of linearized operations, model state);
   a configuration seen before is not explored twice (Lowe). The set is a
   Python int used as a bitset.
-- ``info`` operations (may or may not have taken effect) never complete: they
-  stay candidates forever and need not be linearized at all. Hence dominance:
-  a configuration with the same ``ok`` operations linearized and the same
-  state, but more ``info`` operations spent, can do nothing the other cannot;
-  the memo keeps, per (ok set, state), an antichain of ``info`` sets and prunes
-  every configuration whose ``info`` set contains one of them.
+- ``info`` operations (may or may not have taken effect) never complete:
+  they stay candidates forever and need not be linearized at all. Three rules
+  keep them from multiplying the configurations:
+  1. dominance: a configuration with the same ``ok`` operations linearized
+     and the same state, but more ``info`` operations spent, can do nothing
+     the other cannot; the memo keeps, per (ok set, state), an antichain of
+     ``info`` sets and prunes every configuration whose set contains one;
+  2. after an ``info`` operation that no read observed, no blind write (one
+     whose result does not depend on the state: SET) goes next: in such a
+     linearization the ``info`` operation can simply be left out. A
+     configuration reached that way is "restricted", and the memo tells the
+     two apart (an unrestricted one dominates a restricted one);
+  3. ``info`` operations with the same kind and value (every ``info`` INCR)
+     are interchangeable once invoked: they are spent in invoke order, so a
+     swap of two of them is never explored twice.
 - A read that matches the current state and is a candidate is linearized at
-  once, without branching: moving a read earlier to a point inside its interval
-  where it holds changes no state and breaks no real-time order, so if any
-  linearization exists, one with the read here exists too. ``info`` reads
-  constrain nothing and are dropped, as are ``fail`` operations.
+  once, without branching: moving a read earlier to a point inside its
+  interval where it holds changes no state and breaks no real-time order, so
+  if any linearization exists, one with the read here exists too. ``info``
+  reads constrain nothing and are dropped, as are ``fail`` operations.
 - Candidates are tried ``ok`` operations first (in invoke order), then
   ``info`` ones: an indeterminate write usually is not needed to explain what
   came next.
@@ -47,7 +56,7 @@ from nomadkv.jepsen.history import History, Operation, Value, validate
 
 Status = Literal["ok", "fail", "unknown"]
 
-DEFAULT_BUDGET = 2_000_000  # configurations per key: ~10 s of search in CPython
+DEFAULT_BUDGET = 2_000_000  # configurations per key: 5-10 s of search in CPython
 STOP_POLL_EVERY = 1024  # configurations between two calls of should_stop
 
 
@@ -180,8 +189,30 @@ def check(
     return CheckResult(status, results)
 
 
-def _lowest_unset_bit(mask: int) -> int:
-    return (~mask & (mask + 1)).bit_length() - 1
+# The set of linearized definite operations (indexes in invoke order), as
+# (base, window): every operation before ``base`` is in the set, and bit i of
+# ``window`` says whether operation base + i is (bit 0 is always clear). Only
+# the window, about as wide as the concurrency, is ever copied or shifted, so
+# a step costs the same at operation 100 and at operation 100,000.
+Done = tuple[int, int]
+
+
+def _contains(done: Done, j: int) -> bool:
+    base, window = done
+    return j < base or (window >> (j - base)) & 1 == 1
+
+
+def _with(done: Done, j: int) -> Done:
+    base, window = done
+    window |= 1 << (j - base)
+    if window & 1:
+        ones = (~window & (window + 1)).bit_length() - 1  # trailing ones
+        return base + ones, window >> ones
+    return base, window
+
+
+def _size(done: Done) -> int:
+    return done[0] + done[1].bit_count()
 
 
 class _Search:
@@ -204,9 +235,9 @@ class _Search:
         self.blind = [model.is_blind(op) for op in self.definite]
         self.path: list[int] = []  # entry j >= 0: definite[j]; j < 0: maybe[-j - 1]
         # (definite set, state, restricted) -> antichain of the info sets explored with it
-        self.memo: dict[tuple[int, Value, bool], list[int]] = {}
+        self.memo: dict[tuple[Done, Value, bool], list[int]] = {}
 
-    def settle(self, done: int, state: Value, cursor: int) -> tuple[int, int]:
+    def settle(self, done: Done, state: Value, cursor: int) -> tuple[Done, int]:
         """Linearize every candidate read that holds in ``state`` (no branching
         needed, see the module docstring); return (done, cursor), where cursor
         indexes the earliest-completing unlinearized definite operation in
@@ -214,16 +245,20 @@ class _Search:
         n = len(self.definite)
         step = self.model.step
         while True:
-            while cursor < n and (done >> self.by_completion[cursor]) & 1:
+            while cursor < n and _contains(done, self.by_completion[cursor]):
                 cursor += 1
             if cursor == n:
                 return done, cursor
             deadline = self.complete[self.by_completion[cursor]]
             progressed = False
-            j = _lowest_unset_bit(done)
+            j = done[0]
             while j < n and self.invoke[j] <= deadline:
-                if self.observation[j] and not (done >> j) & 1 and step(state, self.definite[j])[0]:
-                    done |= 1 << j
+                if (
+                    self.observation[j]
+                    and not _contains(done, j)
+                    and step(state, self.definite[j])[0]
+                ):
+                    done = _with(done, j)
                     self.path.append(j)
                     progressed = True
                 j += 1
@@ -231,16 +266,16 @@ class _Search:
                 return done, cursor
 
     def open_operations(
-        self, done: int, info_done: int, cursor: int
+        self, done: Done, info_done: int, cursor: int
     ) -> tuple[list[int], list[int]]:
         """The operations that may go next: unlinearized definite ones and
         unspent maybe-ones invoked by the earliest pending completion, each
         list in invoke order."""
         deadline = self.complete[self.by_completion[cursor]]
         open_definite = []
-        j = _lowest_unset_bit(done)
+        j = done[0]
         while j < len(self.definite) and self.invoke[j] <= deadline:
-            if not (done >> j) & 1:
+            if not _contains(done, j):
                 open_definite.append(j)
             j += 1
         open_maybe = []
@@ -251,7 +286,7 @@ class _Search:
             i += 1
         return open_definite, open_maybe
 
-    def explored_before(self, done: int, info_done: int, state: Value, restricted: bool) -> bool:
+    def explored_before(self, done: Done, info_done: int, state: Value, restricted: bool) -> bool:
         """Memoize the configuration; True if it, or one that dominates it, was
         seen: same definite set and state, a subset of its info set, and no
         more restricted."""
@@ -264,10 +299,10 @@ class _Search:
         seen.append(info_done)
         return False
 
-    def _dominated(self, memo_key: tuple[int, Value, bool], info_done: int) -> bool:
+    def _dominated(self, memo_key: tuple[Done, Value, bool], info_done: int) -> bool:
         return any(m & ~info_done == 0 for m in self.memo.get(memo_key, ()))
 
-    def candidates(self, done: int, info_done: int, cursor: int, restricted: bool) -> list[int]:
+    def candidates(self, done: Done, info_done: int, cursor: int, restricted: bool) -> list[int]:
         """Path entries to try from a configuration, the first to try last
         (the stack pops from the end): definite writes and incrs in invoke
         order, then maybe-ops, the earliest unspent one of each signature only.
@@ -298,21 +333,22 @@ class _Search:
         path = self.path
         step = self.model.step
         state = self.model.init()
-        done, cursor = self.settle(0, state, 0)
+        done, cursor = self.settle((0, 0), state, 0)
+        if cursor == n:
+            return self.linearizable(key, considered, 1)
         self.explored_before(done, 0, state, False)
         configurations = 1
         # A frame: a configuration, the path length that reached it, the
         # candidates still to try from it.
-        stack: list[tuple[int, int, Value, int, int, list[int]]] = []
+        stack = [(done, 0, state, cursor, len(path), self.candidates(done, 0, cursor, False))]
         best = _Prefix(-1, [], state, done, 0, cursor)
-        found = cursor == n
-        if not found:
-            first = self.candidates(done, 0, cursor, False)
-            stack.append((done, 0, state, cursor, len(path), first))
-            best = _Prefix(done.bit_count(), list(path), state, done, 0, cursor)
-        while stack and not found:
+        while stack:
             done, info_done, state, cursor, path_len, todo = stack[-1]
             if not todo:
+                # A dead end: everything from here failed. The deepest one is
+                # the explanation (copied only when it beats the last one).
+                if _size(done) > best.count:
+                    best = _Prefix(_size(done), path[:path_len], state, done, info_done, cursor)
                 stack.pop()
                 continue
             entry = todo.pop()
@@ -323,31 +359,31 @@ class _Search:
             if configurations > budget or (
                 should_stop is not None and configurations % STOP_POLL_EVERY == 0 and should_stop()
             ):
+                if _size(done) > best.count:
+                    best = _Prefix(_size(done), path[:path_len], state, done, info_done, cursor)
                 return self.partial(key, "unknown", considered, configurations, best)
             del path[path_len:]
             path.append(entry)
             if entry >= 0:
-                new_done, new_info = done | (1 << entry), info_done
+                new_done, new_info = _with(done, entry), info_done
             else:
                 new_done, new_info = done, info_done | (1 << (-entry - 1))
             new_done, new_cursor = self.settle(new_done, new_state, cursor)
+            if new_cursor == n:
+                return self.linearizable(key, considered, configurations)
             # A maybe-op that no read observed right away must not be followed
             # by a blind write: the same linearization without it is valid too.
             restricted = entry < 0 and len(path) == path_len + 1
-            if new_cursor == n:
-                found = True
-            elif not self.explored_before(new_done, new_info, new_state, restricted):
+            if not self.explored_before(new_done, new_info, new_state, restricted):
                 todo_next = self.candidates(new_done, new_info, new_cursor, restricted)
                 stack.append((new_done, new_info, new_state, new_cursor, len(path), todo_next))
-                count = new_done.bit_count()
-                if count > best.count:
-                    best = _Prefix(count, list(path), new_state, new_done, new_info, new_cursor)
-        if not found:
-            return self.partial(key, "fail", considered, configurations, best)
-        linearization = tuple(self.operation(e) for e in path)
+        return self.partial(key, "fail", considered, configurations, best)
+
+    def linearizable(self, key: str, considered: int, configurations: int) -> KeyResult:
+        linearization = tuple(self.operation(e) for e in self.path)
         final = self.model.init()
         for op in linearization:
-            final = step(final, op)[1]
+            final = self.model.step(final, op)[1]
         return KeyResult(key, "ok", considered, configurations, linearization, final)
 
     def partial(
@@ -371,12 +407,13 @@ class _Search:
 
 @dataclass(frozen=True, slots=True)
 class _Prefix:
-    """The configuration with the most definite operations linearized so far."""
+    """The deepest dead end so far: the configuration with the most definite
+    operations linearized from which nothing worked."""
 
     count: int
     path: list[int]
     state: Value
-    done: int
+    done: Done
     info_done: int
     cursor: int
 

@@ -289,7 +289,9 @@ def run(
     read every key once more, and check the history.
 
     ``history_path``: also save the history there (JSON lines), before the
-    check, so a failing run can be re-checked.
+    check, so a failing run can be re-checked; also when the run itself
+    breaks (with the reason in ``meta["aborted"]``), before the error
+    propagates.
     """
     workload = workload or Workload()
     rng = random.Random(seed)
@@ -338,25 +340,32 @@ def run(
         worker.start()
     nemesis_thread.start()
     try:
-        stop_load.wait(duration_s)
-        stop_nemesis.set()
-        nemesis_thread.join()
-        if not errors:
-            for node in nodes:
-                wait_until(node.alive, 30.0, f"node {node.host}:{node.port} running")
-            stop_load.wait(recovery_s)
+        try:
+            stop_load.wait(duration_s)
+            stop_nemesis.set()
+            nemesis_thread.join()
+            if not errors:
+                for node in nodes:
+                    wait_until(node.alive, 30.0, f"node {node.host}:{node.port} running")
+                stop_load.wait(recovery_s)
+        finally:
+            stop_nemesis.set()
+            stop_load.set()
+            for worker in workers:
+                worker.join()
+            nemesis_thread.join()
+            nemesis.heal_all()
+        if errors:
+            raise errors[0]
+        final_reads(recorder, addresses, workload)
+    except BaseException as e:
+        recorder.history.meta["aborted"] = f"{type(e).__name__}: {e}"
+        raise
     finally:
-        stop_nemesis.set()
-        stop_load.set()
-        for worker in workers:
-            worker.join()
-        nemesis_thread.join()
-        nemesis.heal_all()
-    if errors:
-        raise errors[0]
-    final_reads(recorder, addresses, workload)
-    if history_path is not None:
-        save(recorder.history, history_path)
+        # Saved even when the run breaks (a node that cannot restart, say), so
+        # what happened up to then can be read and re-checked.
+        if history_path is not None:
+            save(recorder.history, history_path)
     deadline = time.monotonic() + check_timeout_s
     verdict = check(recorder.history, should_stop=lambda: time.monotonic() > deadline)
     return RunResult(recorder.history, verdict, counts(recorder.history))
