@@ -12,7 +12,8 @@ import io
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.machine import cpu_seconds
@@ -33,6 +34,8 @@ class Run:
     p99_latency_ms: float
     wall_s: float
     server_cpu_s: float
+    # CPU time of other processes watched during the run (a cluster's followers), by label.
+    watched_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def server_cpu_us_per_request(self) -> float:
@@ -71,15 +74,23 @@ def parse_csv(output: str, test: str) -> dict[str, float]:
     raise BenchmarkError(f"no {test.upper()} row in redis-benchmark output: {output!r}")
 
 
-def run(server: ServerProcess, argv: list[str]) -> Run:
-    """Run redis-benchmark ``argv`` against ``server``."""
+def run(
+    server: ServerProcess, argv: list[str], watch: Mapping[str, ServerProcess] | None = None
+) -> Run:
+    """Run redis-benchmark ``argv`` against ``server``; also record the CPU time
+    each process of ``watch`` used meanwhile."""
     test = argv[argv.index("-t") + 1]
     requests = int(argv[argv.index("-n") + 1])
+    watch = watch or {}
+    watched_before = {label: cpu_seconds(p.pid) for label, p in watch.items()}
     cpu_before = cpu_seconds(server.pid)
     started = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall_s = time.perf_counter() - started
     server_cpu_s = cpu_seconds(server.pid) - cpu_before
+    watched_cpu_s = {
+        label: cpu_seconds(p.pid) - watched_before[label] for label, p in watch.items()
+    }
     if result.returncode != 0:
         raise BenchmarkError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
     if not server.alive():
@@ -94,4 +105,5 @@ def run(server: ServerProcess, argv: list[str]) -> Run:
         p99_latency_ms=row["p99_latency_ms"],
         wall_s=wall_s,
         server_cpu_s=server_cpu_s,
+        watched_cpu_s=watched_cpu_s,
     )

@@ -628,8 +628,12 @@ class ClusterNode(Node):
         }
         for peer_id, progress in status.progress.items():
             if peer_id != self.raft_id:
+                # bytes_sent: everything this node sent on its bus link to the peer
+                # (appends, heartbeats, snapshot chunks); bench.cluster times catch-up by it.
+                link = self.bus.links.get(str(peer_id).encode())
                 info[f"peer{peer_id}"] = (
                     f"match={progress.match_index},next={progress.next_index},"
-                    f"state={progress.state.lower()},learner={int(progress.is_learner)}"
+                    f"state={progress.state.lower()},learner={int(progress.is_learner)},"
+                    f"bytes_sent={link.bytes_sent if link is not None else 0}"
                 )
         return info
