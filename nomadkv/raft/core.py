@@ -251,11 +251,13 @@ class Raft:
         me = self.tracker.progress[self.id]
         me.become_replicate()
         me.recent_active = True
-        # Conf changes already in the log may not be applied yet; no new one until they are.
-        self.pending_conf_index = self.log.last_index()
         # §5.4.2/§8: an empty entry of the new term; once it commits the leader knows
-        # the commit index, may serve reads and may change the configuration.
+        # the commit index and may serve reads.
         self._append_entries([Entry(self.log.last_index() + 1, self.term)])
+        # No configuration change until everything up to that entry is applied: earlier
+        # changes in the log take effect first, and an entry of this term has committed
+        # (the fix for single-server changes, Ongaro, raft-dev 2015).
+        self.pending_conf_index = self.log.last_index()
 
     def _promotable(self) -> bool:
         return (
@@ -569,7 +571,9 @@ class Raft:
                     pr.become_probe()
                 self._want_send(m.sender, True)
             return
-        if not pr.maybe_update(m.index):
+        # A probe answered at the known match (e.g. after report_unreachable) also
+        # resumes replication, even though it teaches nothing new.
+        if not pr.maybe_update(m.index) and not (pr.state is PROBE and pr.match_index == m.index):
             return
         state = pr.state
         if state is PROBE:

@@ -84,20 +84,20 @@ class SimParams:
             pre_vote=rng.random() < 0.8,
             check_quorum=check_quorum,
             lease_reads=check_quorum and rng.random() < 0.4,
-            max_size_per_msg=rng.choice((1, 16, 64, 1 << 20)),
+            max_size_per_msg=rng.choice((1, 1, 16, 64, 1 << 20)),
             max_inflight_msgs=rng.choice((1, 4, 256)),
             snapshot_every=rng.choice((8, 20, 50, 1 << 30)),
             snapshot_keep=rng.choice((0, 3, 10)),
             snapshot_chunk_bytes=rng.choice((16, 64, 1 << 20)),
             fault_ms=rng.randint(1500, 3000),
-            fault_gap_ms=rng.randint(100, 400),
+            fault_gap_ms=rng.choice((30, 100, 200, 400)),
             crashes=rng.random() < 0.8,
             partitions=rng.random() < 0.8,
             lossy=rng.random() < 0.7,
             membership=rng.random() < 0.5,
             transfers=rng.random() < 0.5,
-            buggify=rng.choice((0.0, 0.0, 0.1, 0.3)),
-            clients=rng.randint(1, 4),
+            buggify=rng.choice((0.0, 0.1, 0.3, 0.5)),
+            clients=rng.randint(1, 6),
             read_ratio=rng.choice((0.2, 0.5, 0.8)),
             liveness_ticks=60 * election_ticks,
         )
@@ -154,7 +154,7 @@ class Simulation:
         )
         self.network.attach(self.cluster)
         self.fault_rng = random.Random(self.rng.getrandbits(64))
-        self.ever_members: set[int] = set()
+        self.member_seen_at: dict[int, int] = {}
         self.next_id = self.params.nodes + 1
         self.probe_data = b""
         self.probe_term = 0
@@ -183,7 +183,6 @@ class Simulation:
     def _run(self, result: SimResult) -> None:
         p = self.params
         founders = tuple(range(1, p.nodes + 1))
-        self.ever_members.update(founders)
         for node_id in founders:
             self.cluster.add_replica(node_id, founders)
             self.events.after(self.rng.randint(1, TICK_MS), self._tick, node_id)
@@ -253,9 +252,9 @@ class Simulation:
         rng = self.fault_rng
         kinds = ["heal"]
         if p.partitions:
-            kinds += ["heal", "isolate", "split", "one_way"]
+            kinds += ["heal", "isolate", "isolate_leader", "split", "one_way"]
         if p.crashes:
-            kinds += ["crash", "crash", "restart"]
+            kinds += ["crash", "crash_leader", "restart"]
         if p.lossy:
             kinds.append("links")
         kind = rng.choice(kinds)
@@ -266,6 +265,10 @@ class Simulation:
         elif kind == "isolate":
             net.blocked.clear()
             net.isolate(rng.choice(live), live)
+        elif kind == "isolate_leader":
+            leader = self.cluster.leader()
+            if leader is not None:
+                net.isolate(leader.id, live)
         elif kind == "split":
             net.blocked.clear()
             side = rng.sample(live, rng.randint(1, max(1, len(live) // 2)))
@@ -273,8 +276,11 @@ class Simulation:
         elif kind == "one_way":
             src = rng.choice(live)
             net.block_one_way(src, rng.sample(live, rng.randint(1, len(live))))
-        elif kind == "crash":
+        elif kind in ("crash", "crash_leader"):
             up = [n for n in live if self.cluster.is_up(n)]
+            leader = self.cluster.leader()
+            if kind == "crash_leader" and leader is not None:
+                up = [leader.id]
             if up:
                 victim = rng.choice(up)
                 self._crash(victim)
@@ -365,11 +371,24 @@ class Simulation:
         self.cluster.process(leader.id)
 
     def _decommission_removed(self, leader: Replica) -> None:
-        """Shut down replicas that were members but are gone from the applied config."""
+        """Shut down replicas that a committed configuration change removed.
+
+        A replica's configuration is the one as of its applied index, which may lag.
+        Node x was removed if some replica applied a configuration containing x at
+        index i, and the leader applied past i to a configuration without x.
+        """
+        seen = self.member_seen_at
+        for replica in self.cluster.up_replicas():
+            applied = replica.raw.raft.log.applied
+            for node_id in replica.raw.conf_state().members():
+                seen[node_id] = max(seen.get(node_id, 0), applied)
+        applied = leader.raw.raft.log.applied
         members = leader.raw.conf_state().members()
-        self.ever_members |= members
-        for node_id in sorted(self.ever_members - members):
-            if not self.cluster.replicas[node_id].decommissioned:
+        for node_id, seen_at in sorted(seen.items()):
+            replica = self.cluster.replicas.get(node_id)
+            if node_id in members or seen_at >= applied or replica is None:
+                continue
+            if not replica.decommissioned:
                 self._stamp(f"operator: decommission removed node {node_id}")
                 self.cluster.decommission(node_id)
                 self.workload.on_crash(node_id)
@@ -391,18 +410,24 @@ class Simulation:
         self.workload.after_ready(node_id)
 
     def after_send(self, node_id: int, ready: Ready) -> None:
-        """Buggify (FoundationDB style): strike at the moments that matter most, right
-        after a node granted a vote (crash it, then restart it at once) and right after
-        a node became leader (cut it off before its first appends land)."""
+        """Buggify (FoundationDB style): strike at the moments that matter most: right
+        after a node granted a vote (crash it, then restart it at once), right after a
+        node became leader (cut it off before its first appends land), and now and then
+        right after a leader sent appends (cut it off mid-replication) or a follower
+        acknowledged one (crash it for a while)."""
         chance = self.params.buggify
         if not chance or self.healing:
             return
         rng = self.fault_rng
         soft = ready.soft_state
         if soft is not None and soft.role is StateRole.LEADER and rng.random() < chance:
-            self.events.after(rng.randint(0, 3), self._isolate_for_a_while, node_id)
-        if vote_granted(ready) and rng.random() < chance:
-            self.events.after(rng.randint(0, 3), self._bounce, node_id)
+            self.events.after(rng.randint(0, 5), self._isolate_for_a_while, node_id)
+        elif sends(ready, MessageType.APPEND) and rng.random() < chance / 3:
+            self.events.after(rng.randint(0, 10), self._isolate_for_a_while, node_id)
+        if sends(ready, MessageType.VOTE_RESP) and rng.random() < chance:
+            self.events.after(rng.randint(0, 3), self._bounce, node_id, 1, 20)
+        elif sends(ready, MessageType.APPEND_RESP) and rng.random() < chance / 10:
+            self.events.after(rng.randint(0, 3), self._bounce, node_id, 20, 500)
 
     def _isolate_for_a_while(self, node_id: int) -> None:
         others = [n for n in self.cluster.replicas if n != node_id]
@@ -413,10 +438,10 @@ class Simulation:
     def _rejoin(self, node_id: int) -> None:
         self.network.blocked = {link for link in self.network.blocked if node_id not in link}
 
-    def _bounce(self, node_id: int) -> None:
+    def _bounce(self, node_id: int, down_min_ms: int, down_max_ms: int) -> None:
         self._stamp(f"buggify: bounce {node_id}")
         self._crash(node_id)
-        self.events.after(self.fault_rng.randint(1, 20), self._restart, node_id)
+        self.events.after(self.fault_rng.randint(down_min_ms, down_max_ms), self._restart, node_id)
 
     def _drive_probe(self) -> None:
         """After healing: get a fresh entry committed and applied on every member of the
@@ -464,8 +489,9 @@ class Simulation:
         return " ".join(parts)
 
 
-def vote_granted(ready: Ready) -> bool:
-    return any(m.type is MessageType.VOTE_RESP and not m.reject for m in ready.messages)
+def sends(ready: Ready, kind: MessageType) -> bool:
+    """Whether the Ready sends a message of `kind` (granted or accepted, not a rejection)."""
+    return any(m.type is kind and not m.reject for m in ready.messages)
 
 
 def run_seed(seed: int, trace: Callable[[str], None] | None = None) -> SimResult:

@@ -18,12 +18,36 @@ from nomadkv.raft import (
     ConfChangeSingle,
     ConfChangeTransition,
     Config,
+    Entry,
     Message,
     RawNode,
+    ReadState,
+    Ready,
     StateRole,
 )
 from nomadkv.sim.cluster import Cluster, Replica, ReplicaOptions, describe
 from nomadkv.sim.network import ManualNetwork
+
+
+class Recorder:
+    """The Listener of a scenario: keeps every Ready, read state and applied entry per node."""
+
+    def __init__(self) -> None:
+        self.readies: dict[int, list[Ready]] = {}
+        self.read_states: dict[int, list[ReadState]] = {}
+        self.applied: dict[int, list[Entry]] = {}
+
+    def after_send(self, node_id: int, ready: Ready) -> None:
+        self.readies.setdefault(node_id, []).append(ready)
+
+    def on_apply(self, node_id: int, entry: Entry) -> None:
+        self.applied.setdefault(node_id, []).append(entry)
+
+    def on_read_state(self, node_id: int, read_state: ReadState) -> None:
+        self.read_states.setdefault(node_id, []).append(read_state)
+
+    def after_ready(self, node_id: int) -> None:
+        pass
 
 
 class Scenario:
@@ -38,10 +62,12 @@ class Scenario:
         base = config if config is not None else Config(id=1)
         self.transcript: list[str] = []
         self.network = ManualNetwork()
+        self.recorder = Recorder()
         self.cluster = Cluster(
             ReplicaOptions(replace(base, id=1), snapshot_every, snapshot_keep),
             self.network,
             random.Random(seed),
+            listener=self.recorder,
             trace=self.transcript.append,
         )
         self.network.attach(self.cluster)
@@ -121,13 +147,14 @@ class Scenario:
         return self.network.deliver_all()
 
     def deliver_only(self, keep: Callable[[Message], bool]) -> None:
-        """Deliver the messages in flight for which `keep` holds, drop the others (once)."""
-        for m in self.network.take():
-            if keep(m):
-                self.cluster.deliver(m)
-                self.cluster.check()
-            else:
-                self.transcript.append(f"drop {describe(m)}")
+        """Deliver until quiet, dropping every message for which `keep` is false."""
+        while self.network.queue:
+            for m in self.network.take():
+                if keep(m):
+                    self.cluster.deliver(m)
+                    self.cluster.check()
+                else:
+                    self.transcript.append(f"drop {describe(m)}")
 
     def add_node(self, node_id: int) -> Replica:
         """Start an empty replica that waits to be added (a joiner)."""
