@@ -143,7 +143,6 @@ class Node:
         self.last_snapshot_seconds = 0.0
         self._snapshot_child: tuple[int, int, int, float] | None = None  # pid, pidfd, index, t0
         self._snapshot_waiters: list[Callable[[bool], None]] = []
-        self._log_bytes_at_snapshot = 0
         self._timers: list[asyncio.TimerHandle] = []
         self.loading_seconds = 0.0
         # Set by the process entry point: SHUTDOWN and signals call it.
@@ -190,7 +189,6 @@ class Node:
             )
         self._replay_log()
         self.synced_index = self.log.last_index
-        self._log_bytes_at_snapshot = self.log.size_bytes
         self.keyspace.expired_seen.clear()
         self.loading_seconds = time.perf_counter() - started
         log.info(
@@ -367,7 +365,7 @@ class Node:
         if self._snapshot_child is not None:
             return
         changed = self.machine.applied_index > self.snapshot_index
-        grown = self.log.size_bytes - self._log_bytes_at_snapshot
+        grown = self.log.bytes_after(self.snapshot_index)
         by_size = 0 < self.config.snapshot_after_log_bytes <= grown
         interval = self.config.snapshot_interval_seconds
         by_time = interval > 0 and time.time() - self.last_snapshot_at >= interval
@@ -443,7 +441,6 @@ class Node:
             self.stats.snapshots += 1
             prune(self.snapshot_dir)
             self.snapshot_written(index)
-            self._log_bytes_at_snapshot = self.log.size_bytes
             log.info("snapshot at index %d written in %.2f s", index, self.last_snapshot_seconds)
         else:
             remove_abandoned_temporaries(self.snapshot_dir, pid)

@@ -35,6 +35,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER = struct.Struct("<IIQQB")
 _TAIL = struct.Struct("<QQB")  # the part of the header the CRC covers
@@ -58,9 +59,10 @@ class CorruptLog(Exception):
     """The log is damaged before its tail; the message says where and how to repair."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    index: int
+class Record(NamedTuple):
+    """One log record. A tuple: replay makes millions of them."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which no caller wants
     term: int
     kind: int
     payload: bytes
@@ -453,7 +455,7 @@ class Log:
         if lo >= end_index:
             return
         position = bisect_right(self._segment_firsts, lo) - 1
-        crc32, unpack = zlib.crc32, HEADER.unpack_from
+        crc32, unpack, new_record = zlib.crc32, HEADER.unpack_from, tuple.__new__
         for segment in self._segments[position:]:
             if segment.first_index >= end_index:
                 return
@@ -475,7 +477,7 @@ class Log:
                         f"log segment {segment.path}: record {expected} at byte "
                         f"{begin + pos} changed on disk since it was written"
                     )
-                yield Record(index, term, kind, data[pos + HEADER_SIZE : record_end])
+                yield new_record(Record, (index, term, kind, data[pos + HEADER_SIZE : record_end]))
                 pos = record_end
 
     def term_at(self, index: int) -> int | None:
@@ -583,6 +585,18 @@ class Log:
     @property
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
+
+    def bytes_after(self, index: int) -> int:
+        """Bytes of the records after ``index`` (the log a snapshot of ``index``
+        leaves to replay)."""
+        if index >= self.last_index:
+            return 0
+        if index < self.first_index:
+            return self.size_bytes
+        position = bisect_right(self._segment_firsts, index + 1) - 1
+        segment = self._segments[position]
+        start: int = segment.offsets[index + 1 - segment.first_index]
+        return segment.size - start + sum(s.size for s in self._segments[position + 1 :])
 
     @property
     def segment_count(self) -> int:

@@ -515,3 +515,16 @@ def test_intact_record_search_is_fast_on_a_big_damaged_stretch() -> None:
     started = time.perf_counter()
     assert log_module.why_not_torn(data, 0, 5) == ""
     assert time.perf_counter() - started < 10
+
+
+def test_bytes_after_an_index(tmp_path) -> None:
+    log = Log(str(tmp_path), 1024)
+    log.open()
+    sizes = {}
+    for index in range(1, 101):
+        sizes[index] = log.append([(index, 1, 1, payload_of(index, index % 30))])
+    for index in (0, 1, 37, 99, 100, 150):
+        assert log.bytes_after(index) == sum(sizes[i] for i in range(index + 1, 101))
+    log.compact(50)
+    assert log.bytes_after(0) == log.size_bytes
+    assert log.bytes_after(70) == sum(sizes[i] for i in range(71, 101))
