@@ -28,7 +28,14 @@ from nomadkv.raft.confchange import (
     ConfChangeTransition,
     ConfChangeType,
 )
-from nomadkv.raft.entry import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from nomadkv.raft.entry import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    SnapshotMeta,
+    make_entry,
+)
 from nomadkv.raft.errors import DecodeError
 from nomadkv.raft.message import Message, MessageType, SnapshotChunk
 
@@ -180,7 +187,7 @@ def _read_entries(r: _Reader) -> list[Entry]:
     buf = r.buf
     datas = map(buf.__getitem__, map(slice, offsets[:-1], offsets[1:]))
     r.pos = offsets[-1]
-    return list(map(Entry, range(first_index, first_index + n), terms, types, datas))
+    return list(map(make_entry, range(first_index, first_index + n), terms, types, datas))
 
 
 def decode_entries(buf: bytes | bytearray | memoryview) -> list[Entry]:

@@ -40,6 +40,7 @@ from nomadkv.raft.entry import (
     HardState,
     Snapshot,
     SnapshotMeta,
+    make_entry,
 )
 from nomadkv.raft.errors import ConfChangeError, InvariantViolation, RequestDropped, check
 from nomadkv.raft.log import RaftLog
@@ -832,7 +833,7 @@ class Raft:
             return first - 1
         term = self.term
         self._append_entries(
-            list(map(Entry, range(first, first + n), repeat(term), repeat(NORMAL), datas))
+            list(map(make_entry, range(first, first + n), repeat(term), repeat(NORMAL), datas))
         )
         return first + n - 1
 
