@@ -15,8 +15,12 @@ Nodes are `nomadkv.harness.ServerProcess` objects. A cluster's nodes listen
 on 127.0.0.2, 127.0.0.3, ... and bind their outgoing peer connections to
 their own address, so rules by source and destination address cut them
 apart, while clients (connecting from 127.0.0.1) still reach every node, as
-in Jepsen where each client talks to its node directly. The firewall refuses
-127.0.0.1 and non-loopback addresses.
+in Jepsen where each client talks to its node directly. The nemesis's rules
+also name the cluster's ports (client and bus ports, from or to), so other
+engineers' clusters on the same addresses are not cut. A cut from A to B
+drops every packet A sends B on those ports, TCP acknowledgements included,
+as a lossy link would (Jepsen's semantics). The firewall refuses 127.0.0.1
+and non-loopback addresses.
 
 Invariants: faults never overlap (one is healed before the next starts);
 after `Nemesis.heal_all` every node runs, none is stopped, no rule drops.
@@ -35,7 +39,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +51,7 @@ PARTITIONS: tuple[FaultKind, ...] = ("isolate", "split", "asymmetric")
 
 CHAIN_PATTERN = re.compile(r"^NKV-(\d+)-[0-9a-f]{6}$")
 IPTABLES_WAIT_S = "10"  # -w: wait for the xtables lock (other runs may hold it)
+BUS_PORT_OFFSET = 10000  # a node's bus port is its client port + 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +168,28 @@ class Firewall:
             _iptables("-I", "INPUT", "-j", self.chain)
             _iptables("-I", "OUTPUT", "-j", self.chain)
 
-    def drop(self, source: str, destination: str) -> None:
-        """Drop every packet from ``source`` to ``destination`` (one direction)."""
+    def drop(self, source: str, destination: str, ports: Iterable[int] = ()) -> None:
+        """Drop packets from ``source`` to ``destination`` (one direction).
+
+        With ``ports``, only TCP packets from or to one of those ports (on
+        either end): the traffic of one cluster, while other clusters on the
+        same addresses (other ports) and clients (from 127.0.0.1) pass.
+        """
         with self.lock:
             if not self.installed:
                 raise FirewallError("install the firewall first")
-            src, dst = _node_address(source), _node_address(destination)
-            _iptables("-A", self.chain, "-s", f"{src}/32", "-d", f"{dst}/32", "-j", "DROP")
+            addresses = [
+                "-s",
+                f"{_node_address(source)}/32",
+                "-d",
+                f"{_node_address(destination)}/32",
+            ]
+            if not ports:
+                _iptables("-A", self.chain, *addresses, "-j", "DROP")
+            for port in sorted(set(ports)):
+                for end in ("--dport", "--sport"):
+                    rule = [*addresses, "-p", "tcp", "-m", "tcp", end, str(port), "-j", "DROP"]
+                    _iptables("-A", self.chain, *rule)
 
     def rules(self) -> list[str]:
         """Our chain's rules, as ``iptables -S`` prints them."""
@@ -248,6 +268,7 @@ class Nemesis:
         self.restart_node = restart_node
         self.on_event = on_event
         self.firewall = firewall
+        self.ports = sorted({p for node in nodes for p in (node.port, node.port + BUS_PORT_OFFSET)})
         self.killed: set[int] = set()
         self.paused: set[int] = set()
 
@@ -278,6 +299,8 @@ class Nemesis:
             self._partition(fault)
 
     def _partition(self, fault: Fault) -> None:
+        # Every port of the cluster (client ports and bus ports = client port
+        # + 10000): peer traffic is cut, other clusters on these addresses not.
         if self.firewall is None:
             raise FirewallError(f"{fault.kind} needs a firewall")
         hosts = [node.host for node in self.nodes]
@@ -285,9 +308,9 @@ class Nemesis:
         outside = [i for i in range(len(hosts)) if i not in inside]
         for a in sorted(inside):
             for b in outside:
-                self.firewall.drop(hosts[a], hosts[b])
+                self.firewall.drop(hosts[a], hosts[b], self.ports)
                 if fault.kind != "asymmetric":
-                    self.firewall.drop(hosts[b], hosts[a])
+                    self.firewall.drop(hosts[b], hosts[a], self.ports)
 
     def heal_all(self) -> None:
         """Resume paused nodes, restart killed ones, drop no more packets."""

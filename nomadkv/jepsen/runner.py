@@ -69,6 +69,7 @@ DEFINITE_ERRORS = (
     "ERR",
 )
 INDETERMINATE_ERRORS = ("ERR internal error",)
+RETRY_LATER = ("CLUSTERDOWN", "TRYAGAIN", "LOADING")
 WRITE_VALUE_STEP = 1000  # writes set multiples of this, so INCRs rarely meet another write's value
 
 
@@ -228,6 +229,10 @@ class Client:
             outcome = classify_error(error)
             if error.startswith(("MOVED", "ASK")):
                 self._follow_redirect(error)
+            elif error.startswith("CLUSTERDOWN"):
+                # This node knows no leader (it may be cut off): try another.
+                self._drop_connection()
+                self._next_node()
         except (redis.RedisError, OSError) as e:
             error = f"{type(e).__name__}: {e}"
             outcome = "info"
@@ -387,8 +392,11 @@ def _worker(
         try:
             while not stop.is_set():
                 kind = rng.choices(kinds, weights)[0]
-                if client.perform(kind, rng.choice(workload.keys)) is None:
+                op = client.perform(kind, rng.choice(workload.keys))
+                if op is None:
                     stop.wait(0.05)  # no node reachable: back off, try the next one
+                elif op.error.startswith(RETRY_LATER):
+                    stop.wait(0.01)  # no leader yet: do not spin
         finally:
             client.close()
 

@@ -2,8 +2,9 @@
 
 The firewall tests need root and a working iptables (they are skipped,
 saying why, elsewhere). They cut real traffic between sockets bound to
-127.0.0.2-4, check that 127.0.0.1 (where clients live) is never cut, and
-that nothing of ours is left behind.
+127.0.0.201-203 (clusters of other tests live on 127.0.0.2, .3, ...), check
+that 127.0.0.1 (where clients live) and other ports are never cut, and that
+nothing of ours is left behind.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 import random
 import socket
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -60,7 +62,7 @@ def test_schedule_refuses_partitions_of_one_node_and_unknown_faults() -> None:
 why_not = Firewall.why_unavailable()
 needs_iptables = pytest.mark.skipif(bool(why_not), reason=why_not or "iptables works")
 
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+HOSTS = ["127.0.0.201", "127.0.0.202", "127.0.0.203"]
 
 
 def iptables_lines() -> list[str]:
@@ -96,22 +98,29 @@ def udp_delivers(source: str, destination: str) -> bool:
 
 
 @pytest.fixture
-def listeners():
-    socks = []
+def listening() -> Iterator[dict[str, socket.socket]]:
+    """A listening TCP socket on each test address and on 127.0.0.1."""
+    sockets = {}
     for host in [*HOSTS, "127.0.0.1"]:
         sock = socket.socket()
         sock.bind((host, 0))
         sock.listen(64)
-        socks.append(sock)
-    yield {
-        host: sock.getsockname()[1] for host, sock in zip([*HOSTS, "127.0.0.1"], socks, strict=True)
-    }
-    for sock in socks:
+        sockets[host] = sock
+    yield sockets
+    for sock in sockets.values():
         sock.close()
 
 
+@pytest.fixture
+def listeners(listening: dict[str, socket.socket]) -> dict[str, int]:
+    """The port each of them listens on."""
+    return {host: sock.getsockname()[1] for host, sock in listening.items()}
+
+
 @needs_iptables
-def test_rules_cut_one_pair_of_addresses_and_nothing_is_left_behind(listeners) -> None:
+def test_rules_cut_one_pair_of_addresses_and_nothing_is_left_behind(
+    listeners: dict[str, int],
+) -> None:
     before = [line for line in iptables_lines() if "NKV-" not in line]
     a, b, c = HOSTS
     with Firewall() as firewall:
@@ -136,6 +145,34 @@ def test_rules_cut_one_pair_of_addresses_and_nothing_is_left_behind(listeners) -
     assert not any(chain in line for line in after)
     assert set(before) <= set(after)  # nobody else's rule was touched
     firewall.remove()  # twice is harmless
+
+
+@needs_iptables
+def test_port_scoped_rules_cut_one_cluster_one_way_and_spare_other_ports(
+    listening: dict[str, socket.socket], listeners: dict[str, int]
+) -> None:
+    a, b, _ = HOSTS
+    with socket.socket() as other:
+        other.bind((b, 0))
+        other.listen(8)
+        other_port = other.getsockname()[1]
+        port = listeners[a]
+        with socket.create_connection((a, port), source_address=(b, 0)) as from_b:
+            from_b.settimeout(0.3)
+            listening[a].settimeout(2.0)
+            accepted, _ = listening[a].accept()
+            with accepted, Firewall() as firewall:
+                firewall.drop(a, b, [port, listeners[b]])
+                assert len(firewall.rules()) == 4
+                assert not tcp_connects(a, b, listeners[b])  # to b's port: cut
+                assert tcp_connects(a, b, other_port)  # another cluster's port: not cut
+                assert tcp_connects(b, "127.0.0.1", listeners["127.0.0.1"])
+                from_b.sendall(b"b to a")  # b -> a still flows...
+                accepted.settimeout(2.0)
+                assert accepted.recv(16) == b"b to a"
+                accepted.sendall(b"a to b")  # ...a -> b (from a's port) does not
+                with pytest.raises(TimeoutError):
+                    from_b.recv(16)
 
 
 @needs_iptables
@@ -193,11 +230,14 @@ def test_nemesis_partitions_become_rules_and_heal_removes_them(
     with Firewall() as firewall:
         nemesis = Nemesis(nodes, lambda i: None, lambda *e: events.append(e), firewall)
         nemesis.inject(fault)
-        dropped = {
-            (HOSTS.index(rule.split()[3][:-3]), HOSTS.index(rule.split()[5][:-3]))
-            for rule in firewall.rules()
-        }
+        rules = [rule.split() for rule in firewall.rules()]
+        dropped = {(HOSTS.index(r[3][:-3]), HOSTS.index(r[5][:-3])) for r in rules}
         assert dropped == expected
+        # each directed pair: from or to the client port 7000 and the bus port 17000
+        assert len(rules) == 4 * len(expected)
+        assert {(r[10], r[11]) for r in rules} == {
+            (end, port) for end in ("--dport", "--sport") for port in ("7000", "17000")
+        }
         nemesis.heal_all()
         assert firewall.rules() == []
     assert events == [("start", fault.describe()), ("heal", "network")]
