@@ -398,6 +398,10 @@ class Node:
             try:
                 gc.disable()  # a collection would touch (and copy) every shared page
                 _die_with_parent(parent)
+                # Let go of the listening and client sockets and the log: a client
+                # must see the node's death at once, and a restarted node must be
+                # able to listen again, even while this child still writes.
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 write_snapshot(
                     self.snapshot_dir, index, term, self.keyspace.snapshot_chunks(), meta
                 )
