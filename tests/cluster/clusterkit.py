@@ -65,6 +65,19 @@ def leader_among(nodes: Sequence[ServerProcess], timeout_s: float = 10.0) -> Ser
     return found[0]
 
 
+def wait_for_leader(
+    target: ServerProcess, nodes: Sequence[ServerProcess], timeout_s: float = 10.0
+) -> None:
+    """Wait until ``target`` leads and every other one of ``nodes`` follows it (CLUSTER
+    FAILOVER answers once the transfer starts, before it is done)."""
+
+    def leads() -> bool:
+        return role(target) is not None and role(target)[0] == b"master"  # type: ignore[index]
+
+    wait_until(leads, timeout_s, f"{target.host} to lead")
+    assert leader_among(nodes, timeout_s) is target
+
+
 def raft_info(node: ServerProcess) -> dict[str, Any]:
     client = node.client(socket_timeout=5.0)
     try:

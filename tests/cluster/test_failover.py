@@ -22,6 +22,7 @@ from clusterkit import (
     leader_among,
     readonly_client,
     term_of,
+    wait_for_leader,
 )
 
 from nomadkv.harness import LocalCluster, wait_until
@@ -52,7 +53,6 @@ def test_kill_leader_under_write_load_loses_no_acknowledged_write(cluster: Local
     assert first is not None
     failover_s = first - killed_at
     print(f"kill -9 of the leader to the first acknowledged write: {failover_s:.3f} s")
-    print([log.errors for log in load.logs])
     assert failover_s < FAILOVER_BOUND_S
 
     survivors = [node for node in cluster.nodes if node is not leader]
@@ -135,3 +135,25 @@ def test_paused_leader_serves_no_stale_read_and_loses_no_acknowledged_write(
         assert replica.get("s") == b"new"
         for key, value in acknowledged.items():
             assert replica.get(key) == value.encode()
+
+
+def test_cluster_failover_under_write_load_loses_no_acknowledged_write(
+    cluster: LocalCluster,
+) -> None:
+    """A leadership transfer (CLUSTER FAILOVER on a follower) while clients write."""
+    leader = cluster.leader()
+    target = next(node for node in cluster.nodes if node is not leader)
+    old_term = term_of(leader)
+    with WriteLoad(cluster, threads=4) as load:
+        wait_until(lambda: load.acks_after(0) >= 200, 30, "200 writes acknowledged")
+        assert target.client(socket_timeout=10).execute_command("CLUSTER", "FAILOVER") in (
+            True,
+            b"OK",
+        )
+        wait_for_leader(target, cluster.nodes)
+        moved_at = time.monotonic()
+        wait_until(lambda: load.acks_after(moved_at) >= 100, 30, "writes on the new leader")
+    assert term_of(target) > old_term
+    barrier(target, cluster.nodes)
+    for node in cluster.nodes:
+        check_acknowledged(readonly_client(node), load.logs, f"node {node.host}")

@@ -20,6 +20,7 @@ from clusterkit import (
     raft_info,
     readonly_client,
     term_of,
+    wait_for_leader,
 )
 from partition import Partition
 
@@ -129,7 +130,7 @@ def test_meet_promotes_a_learner_then_forget_and_failover(
     term = term_of(leader)
     reply = follower.client(socket_timeout=10).execute_command("CLUSTER", "FAILOVER")
     assert reply in (True, b"OK")
-    assert leader_among(cluster.nodes, timeout_s=10) is follower
+    wait_for_leader(follower, cluster.nodes)
     assert term_of(follower) > term
     expected |= write_keys(follower, "after-failover", 50)
     barrier(follower, cluster.nodes)

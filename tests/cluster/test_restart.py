@@ -10,6 +10,7 @@ after it. Another test kills every node at once in the middle of a write load.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,6 +102,26 @@ def test_kill_every_node_under_write_load_keeps_acknowledged_writes(
     leader = cluster.leader(timeout_s=20)
     checked = check_acknowledged(leader.client(socket_timeout=10), load.logs, "the leader")
     assert checked >= 300
+    barrier(leader, cluster.nodes)
+    for node in cluster.nodes:
+        check_acknowledged(readonly_client(node), load.logs, f"node {node.host}")
+
+
+def test_rolling_kill_9_under_write_load_keeps_acknowledged_writes(
+    cluster: LocalCluster,
+) -> None:
+    """Each node in turn (the leader among them) killed and restarted while clients
+    write; every acknowledged write survives on every node."""
+    cluster.leader()
+    with WriteLoad(cluster, threads=3) as load:
+        for node in cluster.nodes:
+            wait_until(lambda: load.acks_after(0) >= 50, 30, "writes acknowledged")
+            node.kill()
+            killed_at = time.monotonic()
+            wait_until(lambda t=killed_at: load.acks_after(t) >= 50, 30, "writes after a kill")
+            node.start()
+            cluster.leader(timeout_s=20)
+    leader = cluster.leader(timeout_s=20)
     barrier(leader, cluster.nodes)
     for node in cluster.nodes:
         check_acknowledged(readonly_client(node), load.logs, f"node {node.host}")
