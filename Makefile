@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format system-deps bench clean
+.PHONY: install run test lint format system-deps bench jepsen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: install system-deps lint
 
 bench: install system-deps
 	$(PY) -m bench.all
+
+# The long Jepsen-style run (minutes; partitions need root for iptables).
+jepsen: install system-deps
+	$(PY) -m bench.jepsen_long
 
 clean:
 	rm -rf $(VENV) build *.egg-info
