@@ -24,4 +24,3 @@ def test_every_command_is_documented() -> None:
     for spec in all_commands():
         assert spec.summary, f"{spec.name} has no summary"
         assert f"| `{spec.name.upper()}` |" in DOC.read_text()
-
