@@ -537,20 +537,21 @@ class Log:
 
     def compact(self, upto_index: int) -> int:
         """Delete whole segments whose records all have index <= ``upto_index``
-        (they are covered by a snapshot). Returns how many were deleted."""
+        (they are covered by a snapshot). When nothing is left, the log goes
+        on after ``upto_index``. Returns how many segments were deleted."""
         removed = 0
         while self._segments and self._segments[0].last_index <= upto_index:
             if len(self._segments) == 1:
-                # Everything is covered: start an empty log after the snapshot.
                 with self._fd_lock:
                     if self._fd >= 0:
                         os.close(self._fd)
                         self._fd = -1
-                self._next_index = max(self._next_index, upto_index + 1)
                 self._roll_pending = False
             self._drop_segment(self._segments.pop(0))
             self._segment_firsts.pop(0)
             removed += 1
+        if not self._segments:
+            self._next_index = max(self._next_index, upto_index + 1)
         if removed:
             fsync_directory(self.directory)
             keep = bisect_right(self._term_starts, self.first_index) - 1
