@@ -5,7 +5,8 @@ Usage: python -m bench.raft_soak --seeds 20000 [--start 0x10000] [--jobs 2] [--m
 Prints one line per failing seed (with the command that replays it) and a
 summary: seeds run, failures, wall time, simulated time, messages delivered.
 With --mutation, a safety rule is disabled (see nomadkv.sim.mutation) and the
-run stops at the first seed the checkers catch.
+run stops at the first seed the checkers catch (or, with --keep-going, counts
+how many seeds catch it).
 """
 
 from __future__ import annotations
@@ -50,23 +51,33 @@ def main() -> int:
     parser.add_argument("--start", type=lambda s: int(s, 0), default=0x10000)
     parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--mutation", choices=sorted(MUTATIONS), default="")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="with --mutation: count every seed that fails"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no line per failing seed")
     args = parser.parse_args()
     began = time.perf_counter()
     failures = runs = sim_ms = messages = 0
+    first_failure = first_seed = -1
     for result in _sweep(args.start, args.seeds, args.jobs, args.mutation):
         runs += 1
         sim_ms += result.sim_ms
         messages += result.messages
         if not result.ok:
             failures += 1
-            print(f"seed {result.seed:#x} FAILED: {result.error}", flush=True)
-            print(f"  replay: {result.replay_line(args.mutation)}", flush=True)
-            if args.mutation:
+            if first_failure < 0:
+                first_failure, first_seed = runs, result.seed
+            if not args.quiet:
+                print(f"seed {result.seed:#x} FAILED: {result.error}", flush=True)
+                print(f"  replay: {result.replay_line(args.mutation)}", flush=True)
+            if args.mutation and not args.keep_going:
                 break
         if runs % 1000 == 0:
             print(f"... {runs} seeds, {failures} failures", flush=True)
     wall = time.perf_counter() - began
     label = f" with mutation {args.mutation}" if args.mutation else ""
+    if args.mutation and first_failure >= 0:
+        label += f" (first caught by seed {first_seed:#x}, the {first_failure}th of the sweep)"
     print(
         f"soak{label}: {runs} seeds from {args.start:#x}, {failures} failures,"
         f" {wall:.1f}s wall ({runs / wall:.1f} seeds/s, {args.jobs} jobs),"

@@ -888,6 +888,8 @@ class Raft:
             return
         if self.lead_transferee != NONE and not self.tracker.is_voter(self.lead_transferee):
             self.lead_transferee = NONE
+        # A lease was granted by a quorum of the old configuration: earn a new one.
+        self.lease_until_tick = 0
         # The quorum changed: commit and read rounds may advance; new members get probed.
         self._maybe_commit()
         self._bcast_append()

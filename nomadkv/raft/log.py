@@ -12,7 +12,7 @@ lives at unstable[i - unstable_offset]; committed entries are never truncated
 
 from __future__ import annotations
 
-from nomadkv.raft.entry import NO_LIMIT, Entry, Snapshot, limit_size
+from nomadkv.raft.entry import Entry, Snapshot, limit_size
 from nomadkv.raft.errors import check
 from nomadkv.raft.storage import Storage
 
@@ -94,9 +94,6 @@ class RaftLog:
         if hi <= offset or len(stored) < min(hi, offset) - lo:
             return stored
         return limit_size(stored + self.unstable[: hi - offset], max_bytes)
-
-    def entries_from(self, lo: int, max_bytes: int) -> list[Entry]:
-        return self.slice(lo, self.last_index() + 1, max_bytes)
 
     def has_next_committed(self) -> bool:
         if self.unstable_snapshot is not None:
@@ -230,7 +227,3 @@ class RaftLog:
         self.unstable = []
         self.unstable_offset = index + 1
         self.unstable_snapshot = snapshot
-
-    def all_entries(self) -> list[Entry]:
-        """Every entry still held, for tests and checkers."""
-        return self.slice(self.first_index(), self.last_index() + 1, NO_LIMIT)
