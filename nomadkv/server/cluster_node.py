@@ -119,6 +119,7 @@ class ClusterNode(Node):
         ] = []
         self._read_seq = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._ticked_until = 0.0  # monotonic time the core's tick count stands for
         self.proxy = LeaderProxy(self)
         self.messages_sent = 0
         self.messages_received = 0
@@ -174,16 +175,38 @@ class ClusterNode(Node):
         """Listen on the bus and start ticking (after ``recover``)."""
         for address in self.config.bind.split():
             await self.bus.listen(address, self.config.bus_port)
+        self._ticked_until = time.monotonic()
         self._tick()
 
     def _tick(self) -> None:
         if self.shutting_down or self.raw is None:
             return
-        self.raw.tick()
+        self._run_due_ticks()
+        period_s = self.config.raft_tick_ms / 1000
+        delay_s = max(0.0, self._ticked_until + period_s - time.monotonic())
+        self._tick_handle = self.loop.call_later(delay_s, self._tick)
+
+    def _run_due_ticks(self) -> None:
+        """Tick the core once for every tick period the monotonic clock says has
+        passed. A timer alone undercounts: a process that was paused (SIGSTOP, a VM
+        or GC stall) fires one late timer, and its core would believe only one tick
+        went by. A leader would then serve lease reads after the others elected a
+        new leader, or keep leading for an election timeout it did not count. So
+        this also runs before every read decision and every peer message."""
+        raw = self.raw
+        if raw is None:
+            return
+        period_s = self.config.raft_tick_ms / 1000
+        due = int((time.monotonic() - self._ticked_until) / period_s)
+        if due <= 0:
+            return
+        self._ticked_until += due * period_s
+        # Past two election timeouts, more ticks change nothing the core decides.
+        for _ in range(min(due, 2 * self.config.raft_election_ticks + 1)):
+            raw.tick()
         if self.is_leader:
             self._promote_caught_up_learners()
         self._schedule_ready()
-        self._tick_handle = self.loop.call_later(self.config.raft_tick_ms / 1000, self._tick)
 
     # -- the bus -----------------------------------------------------------------------------
 
@@ -197,6 +220,7 @@ class ClusterNode(Node):
             log.warning("message claiming to be from %d arrived from %s", message.sender, peer)
             return
         self.messages_received += 1
+        self._run_due_ticks()
         try:
             self.raw.step(message)
         except InvariantViolation as exc:
@@ -399,6 +423,7 @@ class ClusterNode(Node):
         try:
             if self.raw is None:
                 raise RequestDropped("not started")
+            self._run_due_ticks()  # a lease must count the time this process was paused
             self.raw.read_index(context)
         except RequestDropped:
             self._fail_batch(batch, self.redirect_error(None))
