@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
+import pytest
 import redis
 from clusterkit import (
     WriteLoad,
@@ -68,9 +70,11 @@ def test_kill_leader_under_write_load_loses_no_acknowledged_write(cluster: Local
         check_acknowledged(readonly_client(node), load.logs, f"node {node.host}")
 
 
+@pytest.mark.parametrize("reads", ["read-index", "lease"])
 def test_paused_leader_serves_no_stale_read_and_loses_no_acknowledged_write(
-    cluster: LocalCluster,
+    make_cluster: Callable[..., LocalCluster], reads: str
 ) -> None:
+    cluster = make_cluster(raft_lease_reads="yes" if reads == "lease" else "no")
     old = cluster.leader()
     others = [node for node in cluster.nodes if node is not old]
     r = old.client()

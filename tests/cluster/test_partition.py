@@ -15,6 +15,7 @@ The test's client connections go to the client port and are never cut.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 
@@ -196,3 +197,35 @@ def test_cut_off_follower_catches_up_without_disturbing_the_leader(
     keys = sorted(expected)
     assert get_many(replica, keys) == [expected[k] for k in keys]
     assert replica.get("iso:follower") is None
+
+
+@pytest.mark.parametrize("reads", ["read-index", "lease"])
+def test_paused_leader_that_cannot_hear_the_new_one_serves_no_stale_read(
+    make_cluster: Callable[..., LocalCluster], reads: str
+) -> None:
+    """The leader is paused and, while paused, cut off from what the others send it;
+    they elect and acknowledge a new value. Resumed, it still believes it leads (it
+    cannot hear otherwise). A read there must not return the old value: with leases,
+    the time it spent paused must count against its lease."""
+    cluster = make_cluster(raft_lease_reads="yes" if reads == "lease" else "no")
+    old = cluster.leader()
+    others = [node for node in cluster.nodes if node is not old]
+    assert old.client(socket_timeout=10).set("s", "old") is True
+    barrier(old, cluster.nodes)
+    connection = open_connection(old)
+    # A read on the leader right before the pause: its confirmation round is what
+    # grants a lease, so the lease is fresh when the pause begins.
+    send(connection, ("GET", "s"))
+    assert replies(connection, 1) == [b"old"]
+    with Partition(cluster.bus_port) as partition:
+        old.signal(signal.SIGSTOP)
+        try:
+            partition.cut([node.host for node in others], [old.host])
+            new = leader_among(others, timeout_s=15)
+            assert new.client(socket_timeout=10).set("s", "new") is True
+            send(connection, ("GET", "s"))
+        finally:
+            old.signal(signal.SIGCONT)
+        answer = replies(connection, 1)[0]
+    assert answer != b"old", "the resumed leader served a stale read"
+    assert answer == b"new" or isinstance(answer, redis.ResponseError), answer
