@@ -101,7 +101,9 @@ class Membership:
         return self.voters | self.voters_outgoing | self.learners | self.learners_next
 
     def is_learner(self, node_id: int) -> bool:
-        return node_id in self.learners or node_id in self.learners_next
+        """Learns without voting now. A voter being demoted (`learners_next`) still
+        votes in the outgoing half until the joint configuration is left."""
+        return node_id in self.learners
 
     def conf_state(self) -> ConfState:
         return ConfState(
