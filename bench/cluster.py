@@ -67,7 +67,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bench import dataset, hotpath, loadgen, machine, memory, report, throughput
-from nomadkv.harness import LocalCluster, ServerProcess, redis_server, wait_until
+from nomadkv.harness import LocalCluster, ServerProcess, free_port, redis_server, wait_until
 
 SET_TARGET = 0.6  # against redis-server --appendonly yes --appendfsync always, -P 1 and -P 16
 GET_TARGET = 0.7  # ReadIndex GET against an in-memory redis-server, -P 1
@@ -206,9 +206,39 @@ def watched_run(
     argv_for: Callable[[ServerProcess], list[str]],
 ) -> tuple[loadgen.Run, dict[str, Any]]:
     followers = {n.host: n for n in cluster.nodes if n is not leader}
+    before = {node.host: node_counters(node) for node in cluster.nodes}
     run = loadgen.run(leader, argv_for(leader), followers)
+    after = {node.host: node_counters(node) for node in cluster.nodes}
     term_after = int(raft_info(leader).get("term", 0))
-    return run, {"leader": leader.host, "term": term, "term_changed": term_after != term}
+    counters = {
+        host: {name: after[host][name] - before[host][name] for name in after[host]}
+        for host in after
+    }
+    return run, {
+        "leader": leader.host,
+        "term": term,
+        "term_changed": term_after != term,
+        "counters": counters,
+    }
+
+
+def node_counters(node: ServerProcess) -> dict[str, int]:
+    """What explains a run beside its CPU time: log entries appended, fsyncs, bus
+    messages (INFO persistence, CLUSTER INFO)."""
+    client = node.client(socket_timeout=5.0, decode_responses=True)
+    try:
+        persistence = client.info("persistence")
+        info = client.execute_command("CLUSTER", "INFO")
+    finally:
+        client.close()
+    if isinstance(info, str):  # redis-py versions differ in parsing CLUSTER INFO
+        info = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return {
+        "log_entries": int(persistence["log_last_index"]),
+        "fsyncs": int(persistence["fsyncs"]),
+        "messages_sent": int(info["cluster_stats_messages_sent"]),
+        "messages_received": int(info["cluster_stats_messages_received"]),
+    }
 
 
 def measure(
@@ -248,7 +278,8 @@ def measure(
         print(
             f"  round {round_number}: redis {redis_runs[-1].rps:,.0f}/s, "
             f"cluster {run.rps:,.0f}/s (leader {leader['leader']}), "
-            f"ratio {run.rps / redis_runs[-1].rps:.2f}",
+            f"ratio {run.rps / redis_runs[-1].rps:.2f}; CPU pressure "
+            f"{share(redis_runs[-1].cpu_contention)} / {share(run.cpu_contention)}",
             flush=True,
         )
     ratios = [c.rps / r.rps for r, c in zip(redis_runs, cluster_runs, strict=True)]
@@ -261,6 +292,7 @@ def measure(
         for i in range(len(cluster.nodes) - 1)
     ]
     leader_cpu = report.median([c.server_cpu_us_per_request for c in cluster_runs])
+    leader_counters = [round_["counters"][round_["leader"]] for round_ in leaders]
     return {
         "scenario": scenario.name,
         "test": scenario.test,
@@ -283,9 +315,45 @@ def measure(
         "cluster_cpu_us_per_request": leader_cpu + sum(followers_cpu),
         "leaders": leaders,
         "leader_changes": sum(1 for leader in leaders if leader["term_changed"]),
+        # Leader: log entries and fsyncs per second, commands per entry, bus messages
+        # sent per request (a ReadIndex round costs one heartbeat per follower).
+        "leader_entries_per_s": report.median(
+            [
+                c["log_entries"] / r.wall_s
+                for c, r in zip(leader_counters, cluster_runs, strict=True)
+            ]
+        ),
+        "requests_per_entry": report.median(
+            [
+                r.requests / c["log_entries"]
+                for c, r in zip(leader_counters, cluster_runs, strict=True)
+            ]
+        )
+        if all(c["log_entries"] for c in leader_counters)
+        else None,
+        "leader_fsyncs_per_s": report.median(
+            [c["fsyncs"] / r.wall_s for c, r in zip(leader_counters, cluster_runs, strict=True)]
+        ),
+        "leader_messages_per_request": report.median(
+            [
+                c["messages_sent"] / r.requests
+                for c, r in zip(leader_counters, cluster_runs, strict=True)
+            ]
+        ),
+        "cpu_contention": contention(redis_runs + cluster_runs),
         "redis_runs": [r.as_dict() for r in redis_runs],
         "nomadkv_runs": [c.as_dict() for c in cluster_runs],
     }
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def contention(runs: list[loadgen.Run]) -> float | None:
+    """Median share of a run's time during which some task waited for a CPU."""
+    shares = [r.cpu_contention for r in runs if r.cpu_contention is not None]
+    return report.median(shares) if shares else None
 
 
 def us_per_request(run: loadgen.Run) -> dict[str, float]:
@@ -317,6 +385,7 @@ def one_master_redis_cluster(workdir: str) -> ServerProcess:
     data_dir = os.path.join(workdir, "redis-cluster")
     server = redis_server(
         data_dir,
+        port=free_port(also_free=(10000,)),  # and its cluster bus port
         extra=(
             "--cluster-enabled",
             "yes",
@@ -359,6 +428,11 @@ def throughput_phase(options: Options, workdir: str) -> dict[str, Any]:
     if any(s.baseline == "in-memory" for s in scenarios):
         references["in-memory"] = redis_server(os.path.join(workdir, "redis-in-memory"))
     cluster_mode: dict[str, Any] = {}
+    fsync_probe = fdatasync_latency_ms(workdir)
+    print(
+        f"  fdatasync of a 1.5 KB append here: median {fsync_probe['median']:.2f} ms, "
+        f"p90 {fsync_probe['p90']:.2f} ms"
+    )
     with running(*references.values()):
         for name, server in references.items():
             load_benchmark_keys(server)
@@ -419,8 +493,53 @@ def throughput_phase(options: Options, workdir: str) -> dict[str, Any]:
         "commands": commands,
         "redis_persistence": persistence,
         "cluster_mode_benchmark": cluster_mode,
-        "table": throughput_table(results),
+        "fdatasync_ms": fsync_probe,
+        "table": throughput_table(results) + "\n\n" + work_table(results),
     }
+
+
+def fdatasync_latency_ms(directory: str, samples: int = 200) -> dict[str, float]:
+    """How long an fdatasync of a small append takes on this disk now: the floor of
+    a write under appendfsync always, for redis-server and for each Raft replica."""
+    path = os.path.join(directory, "fsync-probe")
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            os.write(fd, b"x" * 1500)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - started) * 1e3)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return {"median": report.median(times), "p90": times[int(0.9 * (samples - 1))]}
+
+
+def work_table(results: list[dict[str, Any]]) -> str:
+    """What the leader did per run, and how contended the machine was (CPU pressure:
+    share of the run's time during which some task, ours included, waited for a CPU)."""
+    headers = [
+        "scenario",
+        "leader log entries/s",
+        "requests/entry",
+        "fsyncs/s",
+        "bus msgs sent/request",
+        "CPU pressure",
+    ]
+    rows = [
+        [
+            r["scenario"],
+            f"{r['leader_entries_per_s']:,.0f}",
+            "-" if r["requests_per_entry"] is None else f"{r['requests_per_entry']:,.1f}",
+            f"{r['leader_fsyncs_per_s']:,.0f}",
+            f"{r['leader_messages_per_request']:.3f}",
+            "-" if r["cpu_contention"] is None else f"{r['cpu_contention']:.0%}",
+        ]
+        for r in results
+    ]
+    return report.table(headers, rows)
 
 
 def throughput_table(results: list[dict[str, Any]]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.machine import cpu_seconds
+from bench.machine import cpu_seconds, cpu_stalled_us
 from nomadkv.harness import ServerProcess
 
 
@@ -36,6 +36,8 @@ class Run:
     server_cpu_s: float
     # CPU time of other processes watched during the run (a cluster's followers), by label.
     watched_cpu_s: dict[str, float] = field(default_factory=dict)
+    # Share of the run during which some task waited for a CPU (PSI); None without PSI.
+    cpu_contention: float | None = None
 
     @property
     def server_cpu_us_per_request(self) -> float:
@@ -84,10 +86,15 @@ def run(
     watch = watch or {}
     watched_before = {label: cpu_seconds(p.pid) for label, p in watch.items()}
     cpu_before = cpu_seconds(server.pid)
+    stalled_before = cpu_stalled_us()
     started = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall_s = time.perf_counter() - started
     server_cpu_s = cpu_seconds(server.pid) - cpu_before
+    stalled_after = cpu_stalled_us()
+    contention = None
+    if stalled_before is not None and stalled_after is not None:
+        contention = (stalled_after - stalled_before) / 1e6 / wall_s
     watched_cpu_s = {
         label: cpu_seconds(p.pid) - watched_before[label] for label, p in watch.items()
     }
@@ -106,4 +113,5 @@ def run(
         wall_s=wall_s,
         server_cpu_s=server_cpu_s,
         watched_cpu_s=watched_cpu_s,
+        cpu_contention=contention,
     )

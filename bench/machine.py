@@ -39,6 +39,21 @@ def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
+def cpu_stalled_us() -> int | None:
+    """Microseconds so far during which some runnable task waited for a CPU (the
+    "some total" of /proc/pressure/cpu, PSI); None where the kernel has no PSI.
+    Its growth over a run, divided by the run's length, says how contended the
+    machine was (0: never a task waiting; 1: always one)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def uptime_line() -> str:
     try:
         return subprocess.run(
