@@ -118,7 +118,7 @@ class Raft:
         "ticks",
         "timeout_now_sent",
         "tracker",
-        "vote",
+        "voted_for",
     )
 
     def __init__(self, config: Config, storage: Storage, rng: random.Random) -> None:
@@ -135,7 +135,7 @@ class Raft:
         self.send_wanted: dict[int, bool] = {}
         self.snapshot_rx: _SnapshotReceive | None = None
         self.term = 0
-        self.vote = NONE
+        self.voted_for = NONE
         self.lead = NONE
         self.state = FOLLOWER
         self.is_learner = False
@@ -161,7 +161,7 @@ class Raft:
                 Membership.from_conf_state(conf_state), self.log.last_index() + 1
             )
             self.term = hard_state.term
-            self.vote = hard_state.vote
+            self.voted_for = hard_state.vote
             applied = config.applied
             check(
                 applied == 0 or applied >= self.log.first_index() - 1,
@@ -171,7 +171,7 @@ class Raft:
             # Everything applied was committed; the persisted commit may lag (it is
             # written without fsync).
             self.log.commit_to(max(hard_state.commit, applied))
-            if applied > self.log.applied:
+            if applied > self.log.last_applied:
                 self.log.applied_to(applied)
         pr = self.tracker.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
@@ -189,7 +189,7 @@ class Raft:
     # -- state the Ready reports -------------------------------------------------------------
 
     def hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.log.committed)
+        return HardState(self.term, self.voted_for, self.log.commit_index)
 
     def conf_state(self) -> ConfState:
         return self.tracker.membership.conf_state()
@@ -199,7 +199,7 @@ class Raft:
     def _reset(self, term: int) -> None:
         if self.term != term:
             self.term = term
-            self.vote = NONE
+            self.voted_for = NONE
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -240,7 +240,7 @@ class Raft:
     def _become_candidate(self) -> None:
         check(self.state is not LEADER, "a leader cannot become candidate")
         self._reset(self.term + 1)
-        self.vote = self.id
+        self.voted_for = self.id
         self.state = CANDIDATE
         self.startup_guard = False
 
@@ -317,9 +317,11 @@ class Raft:
 
     def _has_unapplied_conf_changes(self) -> bool:
         log = self.log
-        if log.applied >= log.committed:
+        if log.last_applied >= log.commit_index:
             return False
-        pending = log.slice(max(log.applied + 1, log.first_index()), log.committed + 1, NO_LIMIT)
+        pending = log.slice(
+            max(log.last_applied + 1, log.first_index()), log.commit_index + 1, NO_LIMIT
+        )
         return CONF_CHANGE in map(_type_of, pending)
 
     def _campaign(self, pre_vote: bool, transfer: bool) -> None:
@@ -398,8 +400,8 @@ class Raft:
     def _handle_vote_request(self, m: Message) -> None:
         resp_type = VOTE_RESP if m.type is VOTE else PRE_VOTE_RESP
         can_vote = (
-            self.vote == m.sender
-            or (self.vote == NONE and self.lead == NONE)
+            self.voted_for == m.sender
+            or (self.voted_for == NONE and self.lead == NONE)
             or (m.type is PRE_VOTE and m.term > self.term)
         )
         # §5.4.1: only a candidate whose log is at least as up-to-date as ours.
@@ -407,7 +409,7 @@ class Raft:
             self.msgs.append(Message(resp_type, m.sender, self.id, m.term))
             if m.type is VOTE:
                 self.election_elapsed = 0
-                self.vote = m.sender
+                self.voted_for = m.sender
         else:
             self.msgs.append(Message(resp_type, m.sender, self.id, self.term, reject=True))
 
@@ -453,9 +455,9 @@ class Raft:
 
     def _handle_append(self, m: Message) -> None:
         log = self.log
-        if m.index < log.committed:
+        if m.index < log.commit_index:
             self.msgs.append(
-                Message(APPEND_RESP, m.sender, self.id, self.term, index=log.committed)
+                Message(APPEND_RESP, m.sender, self.id, self.term, index=log.commit_index)
             )
             return
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
@@ -487,10 +489,10 @@ class Raft:
             raise InvariantViolation("SNAPSHOT message without a chunk")
         meta = chunk.meta
         log = self.log
-        if meta.index <= log.committed:
+        if meta.index <= log.commit_index:
             self.snapshot_rx = None
             self.msgs.append(
-                Message(APPEND_RESP, m.sender, self.id, self.term, index=log.committed)
+                Message(APPEND_RESP, m.sender, self.id, self.term, index=log.commit_index)
             )
             return
         rx = self.snapshot_rx
@@ -511,7 +513,7 @@ class Raft:
         if self._restore(Snapshot(meta, bytes(rx.buf))):
             index = log.last_index()
         else:
-            index = log.committed
+            index = log.commit_index
         self.msgs.append(Message(APPEND_RESP, m.sender, self.id, self.term, index=index))
 
     def _ack_snapshot(self, to: int, meta: SnapshotMeta, received: int, reject: bool) -> None:
@@ -532,7 +534,7 @@ class Raft:
         """Install a leader's snapshot (§7); False if the log already covers it."""
         meta = snapshot.meta
         log = self.log
-        if meta.index <= log.committed:
+        if meta.index <= log.commit_index:
             return False
         check(self.state is FOLLOWER, "only a follower installs a snapshot")
         if log.match_term(meta.index, meta.term):
@@ -621,7 +623,7 @@ class Raft:
         pr.snapshot_stall_mark = pr.snapshot_acked_bytes
 
     def _maybe_commit(self) -> bool:
-        if not self.log.maybe_commit(self.tracker.committed(), self.term):
+        if not self.log.maybe_commit(self.tracker.quorum_match_index(), self.term):
             return False
         if self.pending_reads:
             # §8: the first entry of this term committed; waiting reads now have a
@@ -693,7 +695,7 @@ class Raft:
                 self.term,
                 log_term=prev_term,
                 index=prev_index,
-                commit=log.committed,
+                commit=log.commit_index,
                 entries=tuple(entries),
             )
         )
@@ -733,7 +735,7 @@ class Raft:
     def _bcast_heartbeat(self) -> None:
         """Heartbeats double as ReadIndex rounds: each broadcast starts a new round."""
         round_ = self.read_only.start_round(self.ticks, self.config.lease_reads)
-        committed = self.log.committed
+        committed = self.log.commit_index
         for node_id, pr in self.tracker.progress.items():
             if node_id != self.id:
                 self.msgs.append(
@@ -767,13 +769,13 @@ class Raft:
 
     def _read_index_for(self, context: bytes, origin: int) -> None:
         log = self.log
-        if log.term(log.committed) != self.term:
+        if log.term(log.commit_index) != self.term:
             self.pending_reads.append((context, origin))
             return
         if self.tracker.is_singleton(self.id) or self._lease_valid():
-            self._release_read(origin, log.committed, context)
+            self._release_read(origin, log.commit_index, context)
             return
-        self.read_only.add(context, origin, log.committed)
+        self.read_only.add(context, origin, log.commit_index)
 
     def _lease_valid(self) -> bool:
         return (
@@ -839,7 +841,7 @@ class Raft:
 
     def propose_conf_change(self, cc: ConfChange) -> int:
         self._check_can_propose()
-        if self.pending_conf_index > self.log.applied:
+        if self.pending_conf_index > self.log.last_applied:
             raise RequestDropped("a configuration change is still being applied", self.id)
         # Validate now: every replica applies it against this same configuration.
         apply_conf_change(self.tracker.membership, cc)
@@ -856,7 +858,7 @@ class Raft:
             self.state is LEADER
             and m.joint
             and m.auto_leave
-            and self.log.applied >= self.pending_conf_index
+            and self.log.last_applied >= self.pending_conf_index
         ):
             index = self.log.last_index() + 1
             leave = Entry(index, self.term, CONF_CHANGE, encode_conf_change(ConfChange()))

@@ -5,7 +5,7 @@ already persisted (read through `Storage`), entries and a snapshot not yet
 persisted (`unstable`, handed out in `Ready`), and the commit and applied indexes.
 Never: writes storage; the application persists `unstable` and reports back
 through `stable_to` / `stable_snap_to`.
-Invariants: applied <= committed <= last_index; an unstable entry at index i
+Invariants: last_applied <= commit_index <= last_index; an unstable entry at index i
 lives at unstable[i - unstable_offset]; committed entries are never truncated
 (§5.4: Leader Completeness makes truncating one a bug, so it is checked).
 """
@@ -19,8 +19,8 @@ from nomadkv.raft.storage import Storage
 
 class RaftLog:
     __slots__ = (
-        "applied",
-        "committed",
+        "commit_index",
+        "last_applied",
         "storage",
         "unstable",
         "unstable_offset",
@@ -32,8 +32,8 @@ class RaftLog:
         self.unstable: list[Entry] = []
         self.unstable_offset = storage.last_index() + 1
         self.unstable_snapshot: Snapshot | None = None
-        self.committed = storage.first_index() - 1
-        self.applied = storage.first_index() - 1
+        self.commit_index = storage.first_index() - 1
+        self.last_applied = storage.first_index() - 1
 
     # -- indexes and terms ----------------------------------------------------------------
 
@@ -98,14 +98,14 @@ class RaftLog:
     def has_next_committed(self) -> bool:
         if self.unstable_snapshot is not None:
             return False
-        return self.committed > max(self.applied, self.first_index() - 1)
+        return self.commit_index > max(self.last_applied, self.first_index() - 1)
 
     def next_committed(self, max_bytes: int) -> list[Entry]:
         """Committed entries not yet applied, in order (none while a snapshot is pending)."""
         if self.unstable_snapshot is not None:
             return []
-        lo = max(self.applied + 1, self.first_index())
-        return self.slice(lo, self.committed + 1, max_bytes)
+        lo = max(self.last_applied + 1, self.first_index())
+        return self.slice(lo, self.commit_index + 1, max_bytes)
 
     def snapshot(self) -> Snapshot:
         snap = self.unstable_snapshot
@@ -116,7 +116,7 @@ class RaftLog:
     def append(self, entries: list[Entry]) -> None:
         """Append entries, replacing the tail from entries[0].index on."""
         after = entries[0].index
-        check(after > self.committed, f"appending at {after} would overwrite committed entries")
+        check(after > self.commit_index, f"appending at {after} would overwrite committed entries")
         offset = self.unstable_offset
         unstable = self.unstable
         if after == offset + len(unstable):
@@ -180,29 +180,29 @@ class RaftLog:
             conflict = self.find_conflict(entries)
             if conflict:
                 check(
-                    conflict > self.committed,
-                    f"entry {conflict} conflicts with committed entry (commit {self.committed})",
+                    conflict > self.commit_index,
+                    f"entry {conflict} conflicts with committed entry (commit {self.commit_index})",
                 )
                 self.append(list(entries[conflict - index - 1 :]))
         self.commit_to(min(committed, last_new))
         return last_new
 
     def commit_to(self, index: int) -> None:
-        if index > self.committed:
+        if index > self.commit_index:
             check(index <= self.last_index(), f"commit {index} beyond last index")
-            self.committed = index
+            self.commit_index = index
 
     def maybe_commit(self, index: int, term: int) -> bool:
         """Raft §5.4.2 (Figure 8): a leader commits by counting replicas only an entry of
         its own term; earlier entries are committed indirectly with it."""
-        if index > self.committed and self.term(index) == term:
+        if index > self.commit_index and self.term(index) == term:
             self.commit_to(index)
             return True
         return False
 
     def applied_to(self, index: int) -> None:
-        check(self.applied <= index <= self.committed, f"applied {index} out of range")
-        self.applied = index
+        check(self.last_applied <= index <= self.commit_index, f"applied {index} out of range")
+        self.last_applied = index
 
     def stable_to(self, index: int, term: int) -> None:
         """The application persisted entries up to (index, term): drop them from unstable."""
@@ -222,8 +222,8 @@ class RaftLog:
     def restore(self, snapshot: Snapshot) -> None:
         """Replace the whole log by a snapshot (§7); the application persists it next."""
         index = snapshot.meta.index
-        check(index > self.committed, "restoring a snapshot below the commit index")
-        self.committed = index
+        check(index > self.commit_index, "restoring a snapshot below the commit index")
+        self.commit_index = index
         self.unstable = []
         self.unstable_offset = index + 1
         self.unstable_snapshot = snapshot

@@ -204,7 +204,7 @@ class RawNode:
         if rd.snapshot is not None:
             index = rd.snapshot.meta.index
             log.stable_snap_to(index)
-            if log.applied < index:
+            if log.last_applied < index:
                 log.applied_to(index)
         committed = rd.committed_entries
         if committed:
@@ -238,10 +238,10 @@ class RawNode:
             id=r.id,
             role=r.state,
             term=r.term,
-            vote=r.vote,
+            vote=r.voted_for,
             leader_id=r.lead,
-            commit_index=r.log.committed,
-            applied_index=r.log.applied,
+            commit_index=r.log.commit_index,
+            applied_index=r.log.last_applied,
             first_index=r.log.first_index(),
             last_index=r.log.last_index(),
             conf_state=r.conf_state(),

@@ -97,7 +97,7 @@ class ProgressTracker:
             value = min(value, majority_value(m.voters_outgoing, value_of))
         return value
 
-    def committed(self) -> int:
+    def quorum_match_index(self) -> int:
         """The highest index stored on a quorum (§5.3 / §6)."""
         progress = self.progress
 

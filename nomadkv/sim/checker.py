@@ -70,7 +70,7 @@ class SafetyChecker:
 
     def on_commit(self, node_id: int, log: RaftLog, term: int) -> None:
         """A committed entry never changes: compare against (or extend) the record."""
-        commit = log.committed
+        commit = log.commit_index
         cursor = min(self.commit_cursor.get(node_id, 0), commit)
         lo = max(cursor + 1, log.first_index())
         if lo <= commit:

@@ -25,7 +25,7 @@ from nomadkv.raft.log import RaftLog
 
 
 def _commit_any_term(self: RaftLog, index: int, term: int) -> bool:
-    if index > self.committed:
+    if index > self.commit_index:
         self.commit_to(index)
         return True
     return False
@@ -36,7 +36,7 @@ def _always_up_to_date(self: RaftLog, last_index: int, term: int) -> bool:
 
 
 def _hard_state_without_vote(self: Raft) -> HardState:
-    return HardState(self.term, NONE, self.log.committed)
+    return HardState(self.term, NONE, self.log.commit_index)
 
 
 MUTATIONS: dict[str, tuple[type, str, Callable[..., Any]]] = {

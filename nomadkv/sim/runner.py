@@ -214,7 +214,7 @@ class Simulation:
             )
         result.heal_ticks = (self.events.now_ms - heal_start) // TICK_MS
         leader = self.cluster.leader()
-        result.commit_index = leader.raw.raft.log.committed if leader else 0
+        result.commit_index = leader.raw.raft.log.commit_index if leader else 0
         result.stats = self.workload.stats
 
     def _after_step(self) -> bool:
@@ -379,10 +379,10 @@ class Simulation:
         """
         seen = self.member_seen_at
         for replica in self.cluster.up_replicas():
-            applied = replica.raw.raft.log.applied
+            applied = replica.raw.raft.log.last_applied
             for node_id in replica.raw.conf_state().members():
                 seen[node_id] = max(seen.get(node_id, 0), applied)
-        applied = leader.raw.raft.log.applied
+        applied = leader.raw.raft.log.last_applied
         members = leader.raw.conf_state().members()
         for node_id, seen_at in sorted(seen.items()):
             replica = self.cluster.replicas.get(node_id)

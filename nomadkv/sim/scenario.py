@@ -93,7 +93,7 @@ class Scenario:
         return self.node(node_id).raft.term
 
     def commit(self, node_id: int) -> int:
-        return self.node(node_id).raft.log.committed
+        return self.node(node_id).raft.log.commit_index
 
     def applied_values(self, node_id: int) -> dict[str, str]:
         return dict(self.cluster.replicas[node_id].machine.kv)

@@ -316,7 +316,7 @@ def test_a_lagging_follower_gets_the_snapshot_in_chunks() -> None:
     chunks = sent(s, 1, MessageType.SNAPSHOT)
     assert len(chunks) > 2 and chunks[-1].snapshot is not None and chunks[-1].snapshot.done
     assert s.applied_values(3) == s.applied_values(1)
-    assert s.node(3).raft.log.committed == s.commit(1)
+    assert s.node(3).raft.log.commit_index == s.commit(1)
 
 
 def test_a_snapshot_transfer_survives_lost_chunks() -> None:
@@ -478,11 +478,11 @@ def test_a_restarted_node_keeps_its_term_vote_and_log() -> None:
     for i in range(7):
         s.propose(1, b"w:k=%d" % i)
     s.deliver()
-    term, vote, last = s.term(2), s.node(2).raft.vote, s.node(2).raft.log.last_index()
+    term, vote, last = s.term(2), s.node(2).raft.voted_for, s.node(2).raft.log.last_index()
     s.crash(2)
     s.restart(2)
     raft = s.node(2).raft
-    assert (raft.term, raft.vote, raft.log.last_index()) == (term, vote, last)
+    assert (raft.term, raft.voted_for, raft.log.last_index()) == (term, vote, last)
     s.settle(3)
     assert s.applied_values(2) == {"k": "6"}
 

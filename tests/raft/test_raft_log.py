@@ -57,11 +57,11 @@ def test_maybe_append_follows_the_leader() -> None:
     log = stored_log(1, 1, 2)
     assert log.maybe_append(3, 1, 0, tuple(entries(4, 2))) is None  # prev term mismatch
     assert log.maybe_append(3, 2, 2, tuple(entries(4, 3, 3))) == 5
-    assert log.committed == 2
+    assert log.commit_index == 2
     # A new leader overwrites the uncommitted suffix from index 4.
     assert log.maybe_append(3, 2, 4, tuple(entries(4, 4))) == 4
     assert [e.term for e in log.slice(1, log.last_index() + 1, NO_LIMIT)] == [1, 1, 2, 4]
-    assert log.committed == 4
+    assert log.commit_index == 4
 
 
 def test_committed_entries_are_never_overwritten() -> None:
@@ -75,7 +75,7 @@ def test_figure8_rule_commits_only_current_term_entries() -> None:
     log = stored_log(2, 2, 4)
     assert not log.maybe_commit(2, 4)  # an older term's entry is not committed by counting
     assert log.maybe_commit(3, 4)
-    assert log.committed == 3
+    assert log.commit_index == 3
 
 
 def test_vote_goes_to_logs_at_least_as_up_to_date() -> None:
@@ -124,7 +124,7 @@ def test_restore_and_compaction() -> None:
     assert log.snapshot() == snap
     restored = Snapshot(SnapshotMeta(9, 4, ConfState(voters=(1,))), b"newer")
     log.restore(restored)
-    assert (log.first_index(), log.last_index(), log.committed) == (10, 9, 9)
+    assert (log.first_index(), log.last_index(), log.commit_index) == (10, 9, 9)
     assert log.term(9) == 4
     assert not log.has_next_committed()
     storage.apply_snapshot(restored)
