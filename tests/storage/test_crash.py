@@ -437,7 +437,9 @@ def kill_during_snapshot(server: ServerProcess, seen: list[int]) -> bool:
     return False
 
 
-@pytest.mark.parametrize(("appendfsync", "plan"), [("always", "ksakaskaks"), ("everysec", "kaska")])
+@pytest.mark.parametrize(
+    ("appendfsync", "plan"), [("always", "ksakaskaksakskak"), ("everysec", "kaskak")]
+)
 def test_acknowledged_writes_survive_sigkill(tmp_path, appendfsync: str, plan: str) -> None:
     crash_rounds(tmp_path, appendfsync, plan)
 
