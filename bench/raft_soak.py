@@ -57,12 +57,17 @@ def main() -> int:
     parser.add_argument("--quiet", action="store_true", help="no line per failing seed")
     args = parser.parse_args()
     began = time.perf_counter()
-    failures = runs = sim_ms = messages = 0
+    failures = runs = sim_ms = messages = acked = reads = 0
+    heal_ticks: list[int] = []
     first_failure = first_seed = -1
     for result in _sweep(args.start, args.seeds, args.jobs, args.mutation):
         runs += 1
         sim_ms += result.sim_ms
         messages += result.messages
+        acked += result.stats.writes_acked
+        reads += result.stats.reads_ok
+        if result.ok:
+            heal_ticks.append(result.heal_ticks)
         if not result.ok:
             failures += 1
             if first_failure < 0:
@@ -81,8 +86,16 @@ def main() -> int:
     print(
         f"soak{label}: {runs} seeds from {args.start:#x}, {failures} failures,"
         f" {wall:.1f}s wall ({runs / wall:.1f} seeds/s, {args.jobs} jobs),"
-        f" {sim_ms / 1000:.0f}s simulated, {messages} messages"
+        f" {sim_ms / 1000:.0f}s simulated, {messages} messages, {acked} writes acknowledged,"
+        f" {reads} linearizable reads checked"
     )
+    if heal_ticks:
+        heal_ticks.sort()
+        print(
+            f"ticks from healing to a fresh entry applied everywhere and a read served:"
+            f" median {heal_ticks[len(heal_ticks) // 2]}, 99th percentile"
+            f" {heal_ticks[len(heal_ticks) * 99 // 100]}, max {heal_ticks[-1]}"
+        )
     return 1 if failures and not args.mutation else 0
 
 
