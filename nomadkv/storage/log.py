@@ -274,9 +274,13 @@ class Log:
         log begins (one past the latest snapshot)."""
         make_directory(self.directory)
         files = _segment_files(self.directory)
+        directory_changed = False
+        while files and os.path.getsize(files[-1][1]) == 0:
+            # A roll that crashed before its first record: nothing to recover.
+            os.unlink(files.pop()[1])
+            directory_changed = True
         segments: list[_Segment] = []
         runs: list[tuple[int, int]] = []
-        directory_changed = False
         for position, (first, path) in enumerate(files):
             with open(path, "rb") as f:
                 data = f.read()
@@ -412,15 +416,16 @@ class Log:
             self._broken = f"a write failed ({error}) and could not be undone ({exc})"
 
     def _roll(self, first_index: int) -> None:
-        """Start a new tail segment: the old one is fsync'd and the new one's
-        directory entry made durable before anything is written to it."""
+        """Start a new tail segment. The old one is fsync'd before the new file
+        exists (so a segment followed by another is never torn), and the new
+        one's directory entry is durable before anything is written to it."""
         path = os.path.join(self.directory, segment_name(first_index))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         with self._fd_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
                 os.close(self._fd)
-            self._fd = fd
+                self._fd = -1
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fsync_directory(self.directory)
         self._segments.append(_Segment(first_index, path, array("I"), 0))
         self._segment_firsts.append(first_index)

@@ -528,3 +528,12 @@ def test_bytes_after_an_index(tmp_path) -> None:
     log.compact(50)
     assert log.bytes_after(0) == log.size_bytes
     assert log.bytes_after(70) == sum(sizes[i] for i in range(71, 101))
+
+
+def test_a_torn_segment_followed_only_by_an_empty_one_is_the_tail(tmp_path) -> None:
+    # Power lost during a roll: the new file's entry landed, nothing else did.
+    filled_log(tmp_path, 30)
+    append_bytes(segments(tmp_path)[-1], encode_record(31, 1, 1, b"x" * 80)[:40])
+    open(os.path.join(tmp_path, segment_name(31)), "wb").close()
+    log = reopened(tmp_path)
+    assert log.last_index == 30 and len(segments(tmp_path)) == 1
