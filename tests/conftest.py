@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from nomadkv.harness import ServerProcess, nomadkv_node, redis_server
 
@@ -31,3 +32,10 @@ def reference(tmp_path_factory) -> Iterator[ServerProcess]:
     server = redis_server(str(tmp_path_factory.mktemp("redis"))).start()
     yield server
     server.stop()
+
+
+# The test machine is shared and small: a slow draw or example is load, not a
+# bug. Hypothesis still shrinks and replays failures; it just does not fail a
+# test for being slow.
+settings.register_profile("nomadkv", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("nomadkv")
