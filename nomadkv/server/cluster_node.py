@@ -318,8 +318,29 @@ class ClusterNode(Node):
             self._release_reads()
         if self.raw is not None:
             self.raw.advance(rd)
+        if self._inflight and not self.is_leader and rd.entries:
+            self._answer_overwritten()
         self.synced_index = self.log.last_index
         self._schedule_ready()
+
+    def _answer_overwritten(self) -> None:
+        """Proposals of a former term whose log position now holds another entry,
+        or lies past a log the new leader cut short, can never commit: say so now
+        rather than when (if ever) that position is applied."""
+        storage = self.storage
+        last = storage.last_index()
+        first = storage.first_index()
+        for index in sorted(self._inflight):
+            data = self._inflight[index][0]
+            if (
+                index <= last
+                and index >= first
+                and storage.entries(index, index + 1, 1)[0].data is data
+            ):
+                continue
+            if index < first:
+                continue  # compacted: a snapshot covers it, applying decides
+            self._answer(self._inflight.pop(index)[3], LOST)
 
     def _role_changed(self, leader_id: int, role: StateRole) -> None:
         was_leader = self.is_leader
@@ -329,8 +350,9 @@ class ClusterNode(Node):
         log.info("node %d is now %s (leader %d)", self.raft_id, role.name.lower(), leader_id)
         if was_leader and not self.is_leader:
             self._fail_reads(self.redirect_error(None))
-        if self.is_leader:
-            self.proxy.close()
+        # Commands forwarded to a former leader may or may not have run there:
+        # the proxy disconnects their clients (a new leader gets a new link).
+        self.proxy.close()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -395,9 +417,12 @@ class ClusterNode(Node):
                 client.commit_done()
 
     def _expiry_cycle(self) -> None:
-        # Only the leader expires keys, through the log; followers hide them on read.
+        # Only the leader expires keys, through the log; followers hide them on
+        # read and forget which they hid (the leader's deletions will come).
         if self.is_leader:
             super()._expiry_cycle()
+        else:
+            self.keyspace.expired_seen.clear()
 
     # -- linearizable reads ------------------------------------------------------------------
 
