@@ -85,12 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(all_commands()), end="")
         return 0
     if args.command == "repair-log":
-        from nomadkv.storage.recovery import repair
+        from nomadkv.storage.recovery import DataDirInUse, repair
 
         if not os.path.isdir(args.dir):
             print(f"nomadkv: {args.dir} is not a directory", file=sys.stderr)
             return 2
-        for line in repair(args.dir).lines():
+        try:
+            report = repair(args.dir)
+        except DataDirInUse as exc:
+            print(f"nomadkv: {exc}; stop the node first", file=sys.stderr)
+            return 1
+        for line in report.lines():
             print(line)
         return 0
     overrides = {o.name: getattr(args, o.field) for o in OPTIONS}
@@ -101,10 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from nomadkv.server.main import run
     from nomadkv.storage.log import CorruptLog
+    from nomadkv.storage.recovery import DataDirInUse
 
     try:
         return run(config, args.config)
-    except CorruptLog as exc:
+    except (CorruptLog, DataDirInUse) as exc:
         print(f"nomadkv: cannot start: {exc}", file=sys.stderr)
         return 1
 

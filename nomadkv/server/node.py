@@ -46,7 +46,7 @@ from nomadkv.config import Config
 from nomadkv.keyspace import Keyspace
 from nomadkv.server.stats import Stats
 from nomadkv.storage.log import CorruptLog, Log
-from nomadkv.storage.recovery import Chunks
+from nomadkv.storage.recovery import Chunks, lock_data_dir
 from nomadkv.storage.recovery import recover as recover_storage
 from nomadkv.storage.snapshot import (
     list_snapshots,
@@ -150,6 +150,7 @@ class Node:
         # Storage failed (fail_stop): nothing may be written or acknowledged again.
         self.failed = False
         self.exit_process: Callable[[int], None] = os._exit
+        self._dir_lock = -1  # holds <dir>/LOCK while this node runs
 
     # -- start-up --------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class Node:
         before its tail or does not connect to the snapshot.
         """
         started = time.perf_counter()
+        self._dir_lock = lock_data_dir(self.config.dir)
         recovered = recover_storage(self.log, self.snapshot_dir, keyspace_from_chunks)
         for damaged in recovered.damaged_snapshots:
             log.warning("set aside a damaged snapshot (renamed *.damaged): %s", damaged)
@@ -482,6 +484,9 @@ class Node:
         self._commit_through(self.log.last_index)
         self.log.close()
         self._fsync_pool.shutdown(wait=True)
+        if self._dir_lock >= 0:
+            os.close(self._dir_lock)
+            self._dir_lock = -1
 
     def _stop_snapshot_child(self) -> None:
         if self._snapshot_child is None:

@@ -16,10 +16,13 @@ Invariants:
   listed or counted by ``prune``) and the next older one is tried.
 - ``repair`` destroys nothing: what it takes out of service goes under
   ``<dir>/damaged/<time>/``.
+- One process at a time: a node and ``repair`` hold ``<dir>/LOCK``
+  (flock, released by the kernel when the holder dies).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -39,6 +42,7 @@ from nomadkv.storage.snapshot import (
 )
 
 State = TypeVar("State")
+LOCK_NAME = "LOCK"
 Chunks = Iterator[tuple[int, dict[bytes, Any]]]
 
 
@@ -54,6 +58,24 @@ class Recovered(Generic[State]):
     snapshot_meta: dict[str, Any] = field(default_factory=dict)
     damaged_snapshots: list[str] = field(default_factory=list)  # what was set aside, and why
     log_reset: bool = False
+
+
+class DataDirInUse(Exception):
+    """Another process (a running node, a repair) holds the data directory."""
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Take ``<data_dir>/LOCK`` for this process; the descriptor holds it."""
+    make_directory(data_dir)
+    fd = os.open(os.path.join(data_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(
+            f"{data_dir} is in use by another NomadKV process (it holds {data_dir}/LOCK)"
+        ) from None
+    return fd
 
 
 def log_directory(data_dir: str) -> str:
@@ -151,8 +173,16 @@ def repair(data_dir: str, now: float | None = None) -> RepairReport:
     2. Read every snapshot whole; set damaged ones aside.
     3. If the log does not connect to the newest intact snapshot, move the
        whole log aside: the node starts from that snapshot.
-    Run it only while the node is stopped.
+    Raises DataDirInUse while a node runs on ``data_dir``.
     """
+    lock = lock_data_dir(data_dir)
+    try:
+        return _repair(data_dir, now)
+    finally:
+        os.close(lock)
+
+
+def _repair(data_dir: str, now: float | None) -> RepairReport:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
     aside = os.path.join(data_dir, "damaged", stamp)
     log_dir, snapshot_dir = log_directory(data_dir), snapshot_directory(data_dir)

@@ -69,3 +69,26 @@ def test_damage_in_the_middle_stops_start_up_until_repaired(tmp_path) -> None:
         check=True,
     )
     assert again.stdout.startswith("the log and snapshots are intact")
+
+
+def test_one_process_at_a_time_on_a_data_directory(tmp_path) -> None:
+    data_dir = str(tmp_path / "node")
+    server = nomadkv_node(data_dir).start()
+    try:
+        repair = subprocess.run(
+            [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert repair.returncode == 1
+        assert "is in use by another NomadKV process" in repair.stderr
+        second = nomadkv_node(data_dir)
+        with pytest.raises(StartError, match=r"cannot start: .* is in use"):
+            second.start(timeout_s=30)
+        assert server.client().ping()
+    finally:
+        server.stop()
+    subprocess.run(
+        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir], check=True
+    )
