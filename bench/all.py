@@ -1,10 +1,12 @@
 """Every benchmark, then a summary block to paste into the README (``make bench``).
 
-Runs bench.throughput and bench.memory with their defaults (or the options
+Runs bench.throughput, bench.memory and bench.cluster (throughput, failover
+and catch-up of a local 3-node cluster) with their defaults (or the options
 given here), prints a Markdown summary with the date, the machine and its
 load, and writes it to bench/results/summary-latest.md next to the JSON.
 
-Run: ``python -m bench.all [--rounds 3] [--seconds 3] [--keys 1000000] [--check]``.
+Run: ``python -m bench.all [--rounds 3] [--seconds 3] [--keys 1000000] [--no-cluster]
+[--check]``.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import os
 import sys
 from typing import Any
 
-from bench import memory, report, throughput
+from bench import cluster, memory, report, throughput
 
 
-def summary(speed: dict[str, Any], space: dict[str, Any]) -> str:
-    """The README block: throughput ratios, memory, restart, and how they were measured."""
+def summary(
+    speed: dict[str, Any], space: dict[str, Any], clustered: dict[str, Any] | None = None
+) -> str:
+    """The README block: throughput ratios, memory, restart, the cluster's figures
+    (when ``clustered`` is given), and how they were measured."""
     info = speed["machine"]
     load_before = ", ".join(f"{x:.2f}" for x in info["load_average"])
-    load_after = ", ".join(f"{x:.2f}" for x in space["load_average_after"])
+    last = clustered if clustered is not None else space
+    load_after = ", ".join(f"{x:.2f}" for x in last["load_average_after"])
     lines = [
         f"Measured {info['date'][:10]} with `make bench` on {info['cores']} cores "
         f"({info['cpu']}), NomadKV {info['nomadkv']} at {info['commit']}, "
@@ -62,9 +68,10 @@ def summary(speed: dict[str, Any], space: dict[str, Any]) -> str:
         f"{ours['restart_from_snapshot_seconds']:.2f} s from a snapshot "
         f"(target < {memory.RESTART_TARGET_S:.0f} s, {restart_verdict}); redis-server from "
         f"its RDB file: {theirs['restart_from_rdb_seconds']:.2f} s.",
-        "",
-        "Method and raw figures: docs/benchmarks.md.",
     ]
+    if clustered is not None:
+        lines += cluster.summary_lines(clustered)
+    lines += ["", "Method and raw figures: docs/benchmarks.md."]
     return "\n".join(lines)
 
 
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per redis run (3)")
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for memory (1,000,000)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip bench.cluster")
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
@@ -80,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     speed = throughput.run(args.rounds, args.seconds)
     print()
     space = memory.run(args.keys)
-    block = summary(speed, space)
+    clustered = None
+    if not args.no_cluster:
+        print()
+        clustered = cluster.run(cluster.Options(rounds=args.rounds, seconds=args.seconds))
+    block = summary(speed, space, clustered)
     os.makedirs(report.RESULTS_DIR, exist_ok=True)
     path = os.path.join(report.RESULTS_DIR, "summary-latest.md")
     with open(path, "w") as f:
@@ -90,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         all(r["passed"] for r in speed["results"])
         and space["rss_ratio_passed"]
         and space["restart_passed"]
+        and not (clustered and clustered["missed"])
     )
     return 1 if args.check and missed else 0
 

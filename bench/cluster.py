@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -655,9 +656,13 @@ class Writer(threading.Thread):
             self.acks.append(Ack(sent_at, time.monotonic(), self.addresses[self.target][0]))
             return
 
-    def first_ack_after(self, t: float, start: int = 0) -> Ack | None:
-        """The first write acknowledged at ``t`` or later (looking from ack ``start`` on)."""
-        return next((ack for ack in self.acks[start:] if ack.acked_at >= t), None)
+    def first_ack_after(self, t: float, start: int, killed: str) -> Ack | None:
+        """The first write acknowledged at ``t`` or later by a node other than ``killed``
+        (looking from ack ``start`` on). The killed node's own last replies may be
+        read just after ``t``: they left it before the signal landed."""
+        return next(
+            (ack for ack in self.acks[start:] if ack.acked_at >= t and ack.node != killed), None
+        )
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -697,14 +702,15 @@ def one_failover(cluster: LocalCluster, repetition: int, warm_acks: int) -> dict
             for host, client in watchers.items():
                 if host not in elected and role_of(client) == b"master":
                     elected[host] = time.monotonic()
-            return writer.first_ack_after(killed_at, start) is not None and bool(elected)
+            first = writer.first_ack_after(killed_at, start, leader.host)
+            return first is not None and bool(elected)
 
         wait_until(new_leader_serves, 30, "a write acknowledged after the kill", interval_s=0.005)
     finally:
         writer.stop()
         for client in watchers.values():
             client.close()
-    first = writer.first_ack_after(killed_at, start)
+    first = writer.first_ack_after(killed_at, start, leader.host)
     assert first is not None  # new_leader_serves() held
     new_leader = next(node for node in survivors if node.host == first.node)
     result = {
@@ -1168,15 +1174,22 @@ def run(options: Options) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nomadkv-bench-cluster-") as workdir:
         for phase in options.phases:
             load_before = machine.load_average()
-            result = PHASE_RUNNERS[phase](options, workdir)
+            try:
+                result = PHASE_RUNNERS[phase](options, workdir)
+            except Exception:  # recorded; the other phases still run and are saved
+                result = {"error": traceback.format_exc()}
+                print(f"\n{phase} failed:\n{result['error']}", flush=True)
             result["load_average_before"] = load_before
             result["load_average_after"] = machine.load_average()
             data[phase] = result
     data["load_average_after"] = machine.load_average()
+    data["errors"] = [phase for phase in options.phases if "error" in data[phase]]
     for phase in options.phases:
         if "table" in data[phase]:
             print(f"\n== {phase} ==\n{data[phase]['table']}")
-    if "throughput" in data:
+        elif "error" in data[phase]:
+            print(f"\n== {phase} ==\nfailed: {data[phase]['error'].splitlines()[-1]}")
+    if "throughput" in data and "error" not in data["throughput"]:
         print(
             "req/s: median of the rounds; ratio: cluster/redis of those medians (rounds: range "
             "of the per-round ratios); CPU: CPU time per request of redis-server, the leader "
@@ -1191,6 +1204,8 @@ def run(options: Options) -> dict[str, Any]:
     data["missed"] = missed_targets(data)
     data["path"] = report.write_json("cluster", data)
     print(f"targets missed: {', '.join(data['missed']) or 'none'}")
+    if data["errors"]:
+        print(f"phases that failed: {', '.join(data['errors'])}")
     print(f"results: {data['path']}")
     return data
 
@@ -1200,12 +1215,13 @@ def vars_of(options: Options) -> dict[str, Any]:
 
 
 def missed_targets(data: dict[str, Any]) -> list[str]:
+    """Targets missed by the phases that ran to the end."""
     missed = [
         r["scenario"] for r in data.get("throughput", {}).get("results", []) if r["passed"] is False
     ]
-    if "failover" in data and not data["failover"]["passed"]:
+    if not data.get("failover", {}).get("passed", True):
         missed.append("failover")
-    if "catchup" in data and not data["catchup"]["passed"]:
+    if not data.get("catchup", {}).get("passed", True):
         missed.append("catch-up of a wiped follower")
     return missed
 
@@ -1214,22 +1230,23 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
     """The cluster block of the README summary (bench.all)."""
     lines = [
         "",
-        "Local 3-node cluster (127.0.0.2-4, `appendfsync always`), "
-        "`redis-benchmark` against the leader (`python -m bench.cluster`):",
-        "",
+        "Local 3-node cluster (127.0.0.2-4, `appendfsync always`), `redis-benchmark` "
+        "against the leader, alternating with redis-server (`python -m bench.cluster`):",
     ]
-    if "throughput" in data:
+    for phase in data["errors"]:
+        lines += ["", f"{phase}: **failed** ({data[phase]['error'].splitlines()[-1]})"]
+    speed = data.get("throughput", {})
+    if "results" in speed:
         lines += [
+            "",
             "| redis-benchmark -c 50 -r 100000 | redis-server | redis-server req/s "
             "| cluster req/s | cluster/redis | target | CPU µs/req: redis / leader / followers |",
             "|---|---|---:|---:|---:|---|---:|",
         ]
-        for r in data["throughput"]["results"]:
-            target = (
-                ""
-                if r["target"] is None
-                else (f">= {r['target']} ({'met' if r['passed'] else '**missed**'})")
-            )
+        for r in speed["results"]:
+            target = ""
+            if r["target"] is not None:
+                target = f">= {r['target']} ({'met' if r['passed'] else '**missed**'})"
             followers = " + ".join(f"{x:.2f}" for x in r["followers_cpu_us_per_request"])
             lines.append(
                 f"| {r['scenario']} | {r['baseline']} | {r['redis_rps_median']:,.0f} "
@@ -1237,36 +1254,33 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
                 f"| {r['redis_cpu_us_per_request']:.2f} / {r['nomadkv_cpu_us_per_request']:.2f} "
                 f"/ {followers} |"
             )
-        outcome = data["throughput"]["cluster_mode_benchmark"].get("nomadkv")
+        outcome = speed["cluster_mode_benchmark"].get("nomadkv")
         if outcome is not None:
             last = outcome["output"].splitlines()[-1] if outcome["output"] else ""
             lines += ["", f"`redis-benchmark --cluster`: exit {outcome['exit_status']} (`{last}`)."]
-    if "failover" in data:
-        f = data["failover"]
+    failover = data.get("failover", {})
+    if "repetitions" in failover:
         lines += [
             "",
             f"Failover, kill -9 of the leader to the first acknowledged write "
-            f"({len(f['repetitions'])} times): min {f['min_s']:.2f} s, median "
-            f"{f['median_s']:.2f} s, max {f['max_s']:.2f} s (target < {f['target_s']:.0f} s, "
-            f"{'met' if f['passed'] else '**missed**'}).",
+            f"({len(failover['repetitions'])} times): min {failover['min_s']:.2f} s, median "
+            f"{failover['median_s']:.2f} s, max {failover['max_s']:.2f} s "
+            f"(target < {failover['target_s']:.0f} s, "
+            f"{'met' if failover['passed'] else '**missed**'}).",
         ]
-    if "catchup" in data:
-        c = data["catchup"]
-        for a in c["attempts"]:
-            if a["caught_up"]:
-                lines += [
-                    "",
-                    f"Catch-up of a wiped node ({a['method']}), {c['keys']:,} + "
-                    f"{c['tail_keys']:,} keys: {a['bytes_sent'] / 1e6:.1f} MB in "
-                    f"{a['spawn_to_caught_up_s']:.2f} s from spawn "
-                    f"({a['mb_per_s_from_spawn']:.1f} MB/s; "
-                    f"{a['mb_per_s_transfer']:.1f} MB/s from the first byte).",
-                ]
-            else:
-                lines += [
-                    "",
-                    f"Catch-up of a wiped node ({a['method']}): **failed**: {a['failure']}",
-                ]
+    catchup = data.get("catchup", {})
+    for a in catchup.get("attempts", []):
+        if a["caught_up"]:
+            lines += [
+                "",
+                f"Catch-up of a wiped node ({a['method']}), {catchup['keys']:,} + "
+                f"{catchup['tail_keys']:,} keys: {a['bytes_sent'] / 1e6:.1f} MB in "
+                f"{a['spawn_to_caught_up_s']:.2f} s from spawn "
+                f"({a['mb_per_s_from_spawn']:.1f} MB/s; "
+                f"{a['mb_per_s_transfer']:.1f} MB/s from the first byte).",
+            ]
+        else:
+            lines += ["", f"Catch-up of a wiped node ({a['method']}): **failed**: {a['failure']}"]
     return lines
 
 
@@ -1314,7 +1328,7 @@ def main(argv: list[str] | None = None) -> int:
         top=args.top,
     )
     data = run(options)
-    return 1 if args.check and data["missed"] else 0
+    return 1 if data["errors"] or (args.check and data["missed"]) else 0
 
 
 if __name__ == "__main__":
