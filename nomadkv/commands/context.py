@@ -13,5 +13,9 @@ from nomadkv.keyspace import Keyspace
 
 class Session(Protocol):
     keyspace: Keyspace
-    now_ms: int  # the wall clock in Unix milliseconds, read once per batch of commands
     resp3: bool
+
+    @property
+    def now_ms(self) -> int:
+        """The wall clock in Unix milliseconds."""
+        ...

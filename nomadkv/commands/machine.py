@@ -20,7 +20,7 @@ import marshal
 from collections.abc import Callable
 
 from nomadkv.commands.keys import INTERNAL
-from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, lookup
+from nomadkv.commands.table import COMMANDS, CommandError, CommandSpec, ReplyT, lookup
 from nomadkv.keyspace import Keyspace
 
 ENTRY_FORMAT = 1
@@ -82,8 +82,9 @@ class StateMachine:
         ks = self.keyspace
         replies: list[ReplyT] = []
         append = replies.append
+        table_get = COMMANDS.get
         for argv in commands:
-            spec = lookup(argv[0]) or INTERNAL[argv[0]]
+            spec = table_get(argv[0]) or lookup(argv[0]) or INTERNAL[argv[0]]
             try:
                 append(spec.handler(ks, argv, now_ms))  # type: ignore[call-arg]
             except CommandError as exc:

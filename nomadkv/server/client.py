@@ -123,7 +123,6 @@ class Client(asyncio.Protocol):
         "local_address",
         "name",
         "node",
-        "now_ms",
         "out",
         "parser",
         "pending",
@@ -155,7 +154,6 @@ class Client(asyncio.Protocol):
         self.readonly = False
         self.stash: list[bytes] | None = None
         self.resp3 = False
-        self.now_ms = 0
         self.id = next(_client_ids)
         self.name = b""
         self.lib_name = b""
@@ -212,7 +210,7 @@ class Client(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.now_ms = self.last_interaction_ms = int(_time() * 1000)
+        self.last_interaction_ms = self.node.clock_ms
         self.bytes_in += len(data)
         try:
             self.parser.feed(data)
@@ -406,6 +404,11 @@ class Client(asyncio.Protocol):
             self._protocol_error(str(exc))
             return
         self.node.loop.call_soon(self.process)
+
+    @property
+    def now_ms(self) -> int:
+        """The wall clock in Unix milliseconds, read when a handler asks (most never do)."""
+        return int(_time() * 1000)
 
     def _queue(self, kind: Waiting, spec: CommandSpec, argv: list[bytes]) -> None:
         """Hand a command to whoever answers it later (cluster mode)."""

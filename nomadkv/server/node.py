@@ -64,6 +64,7 @@ log = logging.getLogger("nomadkv.node")
 KIND_COMMANDS = 1
 TERM = 1  # a single member never changes term
 EXPIRY_INTERVAL_S = 0.1
+CLOCK_INTERVAL_S = 0.05  # resolution of clock_ms: client idle times and timeouts
 EXPIRY_KEYS_PER_CYCLE = 1000
 STORAGE_FAILURE_EXIT = 1  # as Redis when it cannot write or fsync its AOF
 PR_SET_PDEATHSIG = 1
@@ -116,6 +117,9 @@ class Node:
         self.snapshot_dir = os.path.join(config.dir, "snapshots")
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
+        # A coarse wall clock (Unix ms) for bookkeeping that need not read the
+        # real one per request: when a client last sent something.
+        self.clock_ms = wall_ms()
         self.started_at = time.time()
         self.shutting_down = False
         # Commands proposed during this loop turn and who waits for each reply;
@@ -222,7 +226,11 @@ class Node:
         self.stats.unexpected_errors += 1
         log.error("internal error applying %r at index %d", argv[0], index, exc_info=error)
 
+    def _update_clock(self) -> None:
+        self.clock_ms = wall_ms()
+
     def start_timers(self) -> None:
+        self._every(CLOCK_INTERVAL_S, self._update_clock)
         self._every(EXPIRY_INTERVAL_S, self._expiry_cycle)
         self._every(1.0, self._second_tick)
 
