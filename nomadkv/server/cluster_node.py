@@ -55,11 +55,14 @@ from nomadkv.raft.errors import DecodeError, InvariantViolation, RequestDropped,
 from nomadkv.raft.message import Message
 from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
-from nomadkv.server.node import Node, load_snapshot, wall_ms
+from nomadkv.server.node import Node, keyspace_from_chunks, load_snapshot, wall_ms
 from nomadkv.server.proxy import LeaderProxy
 from nomadkv.storage.raft_storage import RaftStorage, conf_state_meta
+from nomadkv.storage.recovery import lock_data_dir
+from nomadkv.storage.recovery import recover as recover_storage
 from nomadkv.storage.snapshot import (
     CorruptSnapshot,
+    list_snapshots,
     snapshot_path,
     write_bytes_atomically,
     write_snapshot,
@@ -121,6 +124,8 @@ class ClusterNode(Node):
         self._tick_handle: asyncio.TimerHandle | None = None
         self._ticked_until = 0.0  # monotonic time the core's tick count stands for
         self.proxy = LeaderProxy(self)
+        # The membership each snapshot in progress was taken at, by index.
+        self._snapshot_conf_states: dict[int, ConfState] = {}
         self.messages_sent = 0
         self.messages_received = 0
 
@@ -129,13 +134,16 @@ class ClusterNode(Node):
     def recover(self) -> None:
         started = time.perf_counter()
         storage = self.storage
-        storage.open()
-        if storage.snapshot_path is not None:
-            meta, keyspace = load_snapshot(storage.snapshot_path)
-            self.keyspace.adopt(keyspace)
-            self.machine.applied_index = meta["index"]
-            self.snapshot_index = meta["index"]
-            self._learn_members(meta.get("members", []))
+        self._dir_lock = lock_data_dir(self.config.dir)
+        recovered = recover_storage(self.log, self.snapshot_dir, keyspace_from_chunks)
+        for damaged in recovered.damaged_snapshots:
+            log.warning("set aside a damaged snapshot (renamed *.damaged): %s", damaged)
+        storage.open(recovered)
+        if recovered.state is not None:
+            self.keyspace.adopt(recovered.state)
+            self.machine.applied_index = recovered.snapshot_index
+            self.snapshot_index = recovered.snapshot_index
+            self._learn_members(recovered.snapshot_meta.get("members", []))
         founding = self.config.peer_addresses()
         for raft_id, (host, bus_port) in founding.items():
             if raft_id not in self.members:
@@ -274,16 +282,26 @@ class ClusterNode(Node):
         rd = raw.ready()
         if rd.soft_state is not None:
             self._role_changed(rd.soft_state.leader_id, rd.soft_state.role)
-        if rd.snapshot is not None:
-            self._install_snapshot(rd)
-        self.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.storage.set_hard_state(rd.hard_state)
-            self.term = rd.hard_state.term
+        # A vote or a new term is fsync'd whatever appendfsync says: Raft's safety
+        # rests on never voting twice in a term. Entries follow appendfsync.
+        vote_changed = rd.hard_state is not None and (
+            rd.hard_state.term != self.storage.hard_state.term
+            or rd.hard_state.vote != self.storage.hard_state.vote
+        )
+        try:
+            if rd.snapshot is not None:
+                self._install_snapshot(rd)
+            self.storage.append(rd.entries)
+            if rd.hard_state is not None:
+                self.storage.set_hard_state(rd.hard_state)
+                self.term = rd.hard_state.term
+        except OSError as exc:
+            self.fail_stop(f"cannot write the Raft log or hard state: {exc}")
+            return
         early = self.role is StateRole.LEADER
         if early:
             self._send(rd.messages)
-        if rd.must_sync and self.config.appendfsync == "always":
+        if rd.must_sync and (self.config.appendfsync == "always" or vote_changed):
             self._persisting = True
             future = self.loop.run_in_executor(self._fsync_pool, self.storage.sync)
             self._fsync_future = future
@@ -296,9 +314,8 @@ class ClusterNode(Node):
     def _persisted(self, future: asyncio.Future[None], rd: Ready, sent: bool) -> None:
         self._persisting = False
         if future.exception() is not None:
-            log.critical("fsync failed: %s; stopping", future.exception())
             self.stats.fsync_errors += 1
-            self.request_shutdown()
+            self.fail_stop(f"fsync of the Raft log failed: {future.exception()}")
             return
         self.stats.fsyncs += 1
         self._after_persist(rd, sent)
@@ -601,15 +618,24 @@ class ClusterNode(Node):
         term, meta = super().snapshot_meta(index)
         if self.raw is not None:
             term = self.storage.term(index) if index else 0
-            meta["raft_conf_state"] = conf_state_meta(self.raw.conf_state())
+            conf_state = self.raw.conf_state()  # as of the applied index: the snapshot's
+            self._snapshot_conf_states[index] = conf_state
+            meta["raft_conf_state"] = conf_state_meta(conf_state)
             meta["members"] = self._member_list()
         return term, meta
 
     def snapshot_written(self, index: int) -> None:
-        if self.raw is None:
+        """As a standalone node, keep the log back to the snapshot before this one;
+        the Raft storage also forgets the entries this one covers."""
+        conf_state = self._snapshot_conf_states.pop(index, None)
+        self._snapshot_conf_states.clear()
+        if conf_state is None:
             return
+        older = [i for i, _ in list_snapshots(self.snapshot_dir) if i < index]
         path = snapshot_path(self.snapshot_dir, index)
-        self.storage.snapshot_taken(index, self.raw.conf_state(), path, {"index": index})
+        self.storage.snapshot_taken(
+            index, conf_state, path, {"index": index}, older[0] if older else 0
+        )
 
     def _install_snapshot(self, rd: Ready) -> None:
         """A snapshot from the leader replaces this node's state (step 1 of the Ready)."""

@@ -41,7 +41,8 @@ from nomadkv.raft.entry import (
 )
 from nomadkv.raft.storage import MemoryStorage
 from nomadkv.storage.log import Log
-from nomadkv.storage.snapshot import CorruptSnapshot, list_snapshots, read_meta
+from nomadkv.storage.recovery import Recovered
+from nomadkv.storage.snapshot import CorruptSnapshot
 
 KIND_NORMAL = 1
 KIND_CONF_CHANGE = 2
@@ -80,28 +81,24 @@ class RaftStorage(MemoryStorage):
 
     # -- start-up ----------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Recover: the newest readable snapshot's metadata, the log after it, the hard state.
-
-        Loading the keyspace from ``snapshot_path`` is the caller's job.
-        """
-        os.makedirs(self.directory, exist_ok=True)
-        for index, path in list_snapshots(self.snapshot_dir):
-            try:
-                meta = read_meta(path)
-            except CorruptSnapshot:
-                continue
+    def open(self, recovered: Recovered[Any]) -> None:
+        """Take over from ``storage.recovery.recover``, which opened the log and chose
+        the newest intact snapshot: its Raft metadata, the entries after it, the
+        hard state. (Loading the keyspace from the snapshot is the caller's.)"""
+        if recovered.snapshot_path is not None:
+            meta = recovered.snapshot_meta
             if "raft_conf_state" not in meta:
-                continue
+                raise CorruptSnapshot(
+                    f"{recovered.snapshot_path} was written by a standalone node: a "
+                    "cluster member cannot start from it (start the node without "
+                    "--node-id, or give it an empty --dir)"
+                )
             conf_state = decode_conf_state(meta["raft_conf_state"])
+            index = recovered.snapshot_index
             super().apply_snapshot(Snapshot(SnapshotMeta(index, meta["term"], conf_state)))
-            self.snapshot_path = path
+            self.snapshot_path = recovered.snapshot_path
             self.snapshot_extra = meta
-            break
         snapshot_index = self._snapshot.meta.index
-        self.log.open(start_index=snapshot_index + 1)
-        if self.log.last_index < snapshot_index:
-            self.log.reset(snapshot_index + 1)
         entries = [
             Entry(record.index, record.term, _TYPE_OF[record.kind], record.payload)
             for record in self.log.read(snapshot_index + 1)
@@ -186,9 +183,17 @@ class RaftStorage(MemoryStorage):
         self.log.reset(snapshot.meta.index + 1)
 
     def snapshot_taken(
-        self, index: int, conf_state: ConfState, path: str, extra: dict[str, Any]
+        self,
+        index: int,
+        conf_state: ConfState,
+        path: str,
+        extra: dict[str, Any],
+        log_kept_from: int,
     ) -> None:
-        """The node wrote a snapshot of applied ``index``: compact the log before it."""
+        """The node wrote a snapshot of applied ``index``: the entries it covers leave
+        memory (a follower behind it gets the snapshot); on disk, the log before
+        ``log_kept_from`` goes (the node keeps it back to the snapshot before this
+        one, for recovery to fall back on)."""
         if index <= self._snapshot.meta.index:
             return
         super().create_snapshot(index, conf_state, b"")
@@ -196,7 +201,8 @@ class RaftStorage(MemoryStorage):
         self.snapshot_path = path
         self.snapshot_extra = extra
         super().compact(index)
-        self.log.compact(index)
+        if log_kept_from > 0:
+            self.log.compact(log_kept_from)
 
 
 def conf_state_meta(conf_state: ConfState) -> bytes:
