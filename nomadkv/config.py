@@ -149,7 +149,8 @@ OPTIONS: tuple[Option, ...] = (
         "snapshot-after-log-bytes",
         _size,
         64 * 1024 * 1024,
-        "Take a snapshot (and truncate the log) once the log has grown this much.",
+        "Take a snapshot once the log written since the newest snapshot reaches this size; "
+        "the log is then truncated up to the snapshot before it. 0: never by size.",
         settable=True,
         minimum=0,
     ),
