@@ -47,9 +47,14 @@ def decode_entry(payload: bytes) -> tuple[int, list[list[bytes]]]:
         or not isinstance(entry[2], list)
     ):
         raise BadEntry("entry is not (format, now_ms, commands)")
-    for argv in entry[2]:
-        if not isinstance(argv, list) or not argv or not all(type(a) is bytes for a in argv):
-            raise BadEntry("entry holds a command that is not a list of bytes")
+    join = b"".join  # raises TypeError on anything but bytes-like items, in C
+    try:
+        for argv in entry[2]:
+            if argv.__class__ is not list or not argv or argv[0].__class__ is not bytes:
+                raise TypeError
+            join(argv)
+    except TypeError:
+        raise BadEntry("entry holds a command that is not a list of bytes") from None
     return entry[1], entry[2]
 
 
