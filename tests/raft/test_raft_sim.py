@@ -10,7 +10,7 @@ import pytest
 from nomadkv.sim.__main__ import main
 from nomadkv.sim.runner import SimParams, SimResult, Simulation, run_seed
 
-SEEDS = range(600)
+SEEDS = range(800)
 
 
 def run_all(seeds: range) -> list[SimResult]:
