@@ -378,9 +378,9 @@ class Simulation:
         index i, and the leader applied past i to a configuration without x.
         """
         seen = self.member_seen_at
-        for replica in self.cluster.up_replicas():
-            applied = replica.raw.raft.log.last_applied
-            for node_id in replica.raw.conf_state().members():
+        for up in self.cluster.up_replicas():
+            applied = up.raw.raft.log.last_applied
+            for node_id in up.raw.conf_state().members():
                 seen[node_id] = max(seen.get(node_id, 0), applied)
         applied = leader.raw.raft.log.last_applied
         members = leader.raw.conf_state().members()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -64,7 +65,7 @@ chunks = st.builds(SnapshotChunk, snapshot_metas, u64, st.binary(max_size=64), s
 @st.composite
 def messages(draw: st.DrawFn) -> Message:
     mtype = draw(st.sampled_from(list(MessageType)))
-    fields = {
+    fields: dict[str, Any] = {
         "log_term": draw(u64),
         "index": draw(u64),
         "commit": draw(u64),
@@ -211,10 +212,10 @@ def test_decreasing_terms_and_unknown_types_are_rejected() -> None:
     raw = encode_entries([Entry(1, 5), Entry(2, 4)])
     with pytest.raises(DecodeError, match="non-decreasing"):
         decode_entries(raw)
-    raw = bytearray(encode_entries([Entry(1, 5, EntryType.CONF_CHANGE)]))
-    raw[13 + 8] = 9  # the type column follows the header and the uniform term
+    flipped = bytearray(encode_entries([Entry(1, 5, EntryType.CONF_CHANGE)]))
+    flipped[13 + 8] = 9  # the type column follows the header and the uniform term
     with pytest.raises(DecodeError, match="unknown entry type"):
-        decode_entries(bytes(raw))
+        decode_entries(bytes(flipped))
 
 
 def test_conf_state_ids_must_be_sorted_and_unique() -> None:
