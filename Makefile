@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format system-deps bench jepsen clean
+.PHONY: install run test lint format system-deps bench jepsen soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: install system-deps lint
 
 bench: install system-deps
 	$(PY) -m bench.all
+
+# The long Raft simulation soak (20,000 seeds, about 10 minutes on 2 cores).
+soak: install
+	$(PY) -m bench.raft_soak --seeds 20000
 
 # The long Jepsen-style run (minutes; partitions need root for iptables).
 jepsen: install system-deps
