@@ -79,6 +79,7 @@ QUICK_S = 1.0  # timeout of status queries, so a dead or busy node never stalls 
 RETRY_PAUSE_S = 0.01  # the failover client's pause after an error before the next node
 CATCHUP_TIMEOUT_S = 180.0
 RAFT_INVARIANT_BROKEN = b"Raft invariant broken"
+PROBE_SAMPLES = 30  # fdatasyncs timed before each round
 
 
 # -- cluster status -------------------------------------------------------------------------
@@ -249,6 +250,7 @@ def measure(
     rounds: int,
     seconds: float,
     requests: int | None,
+    workdir: str,
 ) -> dict[str, Any]:
     def argv(server: ServerProcess, count: int) -> list[str]:
         return loadgen.benchmark_argv(
@@ -271,7 +273,11 @@ def measure(
     redis_runs: list[loadgen.Run] = []
     cluster_runs: list[loadgen.Run] = []
     leaders: list[dict[str, Any]] = []
+    disk_ms: list[float] = []
     for round_number in range(1, rounds + 1):
+        # This VM's disk flips between fast and slow fsyncs within minutes; SET's
+        # figures on both sides follow it, so each round records it.
+        disk_ms.append(fdatasync_latency_ms(workdir, PROBE_SAMPLES)["median"])
         redis_runs.append(loadgen.run(redis_ref, argv(redis_ref, count)))
         run, leader = run_on_leader(cluster, lambda node: argv(node, count))
         cluster_runs.append(run)
@@ -280,7 +286,8 @@ def measure(
             f"  round {round_number}: redis {redis_runs[-1].rps:,.0f}/s, "
             f"cluster {run.rps:,.0f}/s (leader {leader['leader']}), "
             f"ratio {run.rps / redis_runs[-1].rps:.2f}; CPU pressure "
-            f"{share(redis_runs[-1].cpu_contention)} / {share(run.cpu_contention)}",
+            f"{share(redis_runs[-1].cpu_contention)} / {share(run.cpu_contention)}; "
+            f"fdatasync {disk_ms[-1]:.2f} ms",
             flush=True,
         )
     ratios = [c.rps / r.rps for r, c in zip(redis_runs, cluster_runs, strict=True)]
@@ -342,6 +349,7 @@ def measure(
             ]
         ),
         "cpu_contention": contention(redis_runs + cluster_runs),
+        "fdatasync_ms": disk_ms,
         "redis_runs": [r.as_dict() for r in redis_runs],
         "nomadkv_runs": [c.as_dict() for c in cluster_runs],
     }
@@ -464,6 +472,7 @@ def throughput_phase(options: Options, workdir: str) -> dict[str, Any]:
                         options.rounds,
                         options.seconds,
                         options.requests,
+                        workdir,
                     )
                     result["redis_persistence"] = persistence[scenario.baseline]
                     results.append(result)
@@ -528,6 +537,7 @@ def work_table(results: list[dict[str, Any]]) -> str:
         "fsyncs/s",
         "bus msgs sent/request",
         "CPU pressure",
+        "fdatasync ms (rounds)",
     ]
     rows = [
         [
@@ -537,6 +547,7 @@ def work_table(results: list[dict[str, Any]]) -> str:
             f"{r['leader_fsyncs_per_s']:,.0f}",
             f"{r['leader_messages_per_request']:.3f}",
             "-" if r["cpu_contention"] is None else f"{r['cpu_contention']:.0%}",
+            " ".join(f"{ms:.2f}" for ms in r["fdatasync_ms"]),
         ]
         for r in results
     ]
@@ -1056,6 +1067,33 @@ def catchup_table(result: dict[str, Any]) -> str:
 # -- 4. profile -----------------------------------------------------------------------------
 
 PROFILES = (("set", 16), ("get", 1))
+# py-spy leaf frames where a node waits rather than works: the fsync executor's
+# thread waiting for a job, and uvloop's C loop (epoll_wait, and the socket
+# syscalls it makes in C). A cluster node is mostly waiting (for fsyncs and its
+# peers), so the busy samples are summarised without them.
+WAITING_FRAMES = ("_worker (concurrent/futures/thread.py)", "Runner.run (asyncio/runners.py)")
+
+
+def summarise_busy(raw_path: str, top: int) -> str:
+    """py-spy's summary of the samples not in WAITING_FRAMES (written next to the
+    raw profile as <raw>.busy), after the share those took."""
+    busy_path = raw_path + ".busy"
+    waiting = total = 0
+    with open(raw_path) as raw, open(busy_path, "w") as busy:
+        for entry in raw:
+            stack, _, count_text = entry.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            total += int(count_text)
+            if hotpath.short(stack.rsplit(";", 1)[-1])[0] in WAITING_FRAMES:
+                waiting += int(count_text)
+            else:
+                busy.write(entry)
+    share = waiting / total if total else 0.0
+    return (
+        f"{share:.0%} of {total} samples waiting (fsync worker idle, uvloop's C loop); "
+        f"the rest:\n\n{hotpath.summarise_py_spy(busy_path, top)}"
+    )
 
 
 def profile_phase(options: Options, workdir: str) -> dict[str, Any]:
@@ -1117,7 +1155,7 @@ def profile_phase(options: Options, workdir: str) -> dict[str, Any]:
             summaries = {
                 role: hotpath.summarise_perf(path, options.top)
                 if options.profiler == "perf"
-                else hotpath.summarise_py_spy(path, options.top)
+                else summarise_busy(path, options.top)
                 for role, path in outputs.items()
             }
             profiles.append(
@@ -1254,10 +1292,32 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
                 f"| {r['redis_cpu_us_per_request']:.2f} / {r['nomadkv_cpu_us_per_request']:.2f} "
                 f"/ {followers} |"
             )
+        disk = [ms for r in speed["results"] if r["test"] == "set" for ms in r["fdatasync_ms"]]
+        pressure = [
+            r["cpu_contention"] for r in speed["results"] if r["cpu_contention"] is not None
+        ]
+        notes = []
+        if disk:
+            notes.append(
+                f"fdatasync of a small append took {min(disk):.2f}-{max(disk):.2f} ms "
+                "(median per SET round)"
+            )
+        if pressure:
+            notes.append(
+                f"some task waited for a CPU during {min(pressure):.0%}-{max(pressure):.0%} "
+                "of the runs (PSI)"
+            )
+        if notes:
+            lines += ["", "While measuring: " + "; ".join(notes) + "."]
         outcome = speed["cluster_mode_benchmark"].get("nomadkv")
         if outcome is not None:
             last = outcome["output"].splitlines()[-1] if outcome["output"] else ""
-            lines += ["", f"`redis-benchmark --cluster`: exit {outcome['exit_status']} (`{last}`)."]
+            lines += [
+                "",
+                f"`redis-benchmark --cluster`: exit {outcome['exit_status']} (`{last}`; "
+                "redis-benchmark 7.0 requires at least 2 masters, and says the same of a "
+                "one-master Redis Cluster).",
+            ]
     failover = data.get("failover", {})
     if "repetitions" in failover:
         lines += [

@@ -48,6 +48,7 @@ def test_cluster_benchmark_measures_every_phase(tmp_path: Path) -> None:
     )
     assert result["passed"] == (result["ratio"] >= 0.6)
     assert len(result["followers_cpu_us_per_request"]) == 2
+    assert len(result["fdatasync_ms"]) == 1 and result["fdatasync_ms"][0] > 0
     (run,) = result["nomadkv_runs"]
     assert (
         len(run["watched_cpu_s"]) == 2
