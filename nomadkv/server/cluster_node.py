@@ -8,11 +8,13 @@ table, snapshots by fork) is the standalone ``Node``'s.
 The Ready loop, in the order the Raft core requires:
 
 1. persist: install a snapshot, append entries, write the hard state; fsync
-   (on a worker thread) when the Ready says so and appendfsync is always;
-2. send messages. A leader sends right away, while its own fsync runs
-   (Raft thesis §10.2.1): an entry counts as committed only once a later
-   Ready, which exists only after this fsync, reports it, so the leader's
-   own copy is durable before anything is applied or acknowledged.
+   when the Ready says so (entries only under appendfsync always, a new term
+   or vote always);
+2. send messages. A leader sends before its own fsync, so that the followers
+   write their copies while it writes its own (Raft thesis §10.2.1): an
+   entry counts as committed only once a later Ready, which exists only
+   after this fsync, reports it, so the leader's own copy is durable before
+   anything is applied or acknowledged.
    Followers send after the fsync, since their acknowledgements promise
    durability;
 3. apply committed entries in order (replies go to the clients waiting on
@@ -112,7 +114,6 @@ class ClusterNode(Node):
             int, tuple[bytes, int, list[list[bytes]], list[Client | None], float]
         ] = {}
         self._ready_scheduled = False
-        self._persisting = False
         # Linearizable reads: gathered during a loop turn, one ReadIndex round each turn.
         self.reads: list[tuple[Client, CommandSpec, list[bytes]]] = []
         self._reads_scheduled = False
@@ -277,7 +278,7 @@ class ClusterNode(Node):
     def _handle_ready(self) -> None:
         self._ready_scheduled = False
         raw = self.raw
-        if raw is None or self._persisting or not raw.has_ready():
+        if raw is None or self.failed or not raw.has_ready():
             return
         rd = raw.ready()
         if rd.soft_state is not None:
@@ -302,23 +303,18 @@ class ClusterNode(Node):
         if early:
             self._send(rd.messages)
         if rd.must_sync and (self.config.appendfsync == "always" or vote_changed):
-            self._persisting = True
-            future = self.loop.run_in_executor(self._fsync_pool, self.storage.sync)
-            self._fsync_future = future
-            future.add_done_callback(lambda f: self._persisted(f, rd, early))
-        else:
-            if rd.must_sync:
-                self._everysec_dirty = True
-            self._after_persist(rd, early)
-
-    def _persisted(self, future: asyncio.Future[None], rd: Ready, sent: bool) -> None:
-        self._persisting = False
-        if future.exception() is not None:
-            self.stats.fsync_errors += 1
-            self.fail_stop(f"fsync of the Raft log failed: {future.exception()}")
-            return
-        self.stats.fsyncs += 1
-        self._after_persist(rd, sent)
+            # On the loop's thread, as a standalone node does (Node.sync_log); a
+            # leader's messages are already in its sockets' buffers meanwhile.
+            try:
+                self.storage.sync()
+            except OSError as exc:
+                self.stats.fsync_errors += 1
+                self.fail_stop(f"fsync of the Raft log failed: {exc!r}")
+                return
+            self.stats.fsyncs += 1
+        elif rd.must_sync:
+            self._everysec_dirty = True
+        self._after_persist(rd, early)
 
     def _after_persist(self, rd: Ready, sent: bool) -> None:
         if not sent:

@@ -7,8 +7,8 @@ The path of a write, kept in this order on purpose:
 
     client.propose -> Node.propose (collect the loop turn's commands)
       -> _flush: one log entry for the whole turn, one write(2)
-      -> persisted: fsync on a worker thread (appendfsync always; group
-         commit: one fsync covers every entry written before it started)
+      -> persisted: fsync at the end of the loop turn (appendfsync always;
+         group commit: one fsync covers every write of the turn)
       -> committed -> StateMachine.apply -> replies to the waiting clients
 
 With ``appendfsync everysec`` or ``no`` an entry commits as soon as it is
@@ -37,7 +37,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from nomadkv.commands.keys import EXPIRED
@@ -135,9 +134,6 @@ class Node:
         self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Client | None], float]] = (
             deque()
         )
-        self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
-        self._fsync_running = False
-        self._fsync_future: asyncio.Future[None] | None = None
         self._everysec_dirty = False
         self.synced_index = 0
         # Snapshots.
@@ -278,38 +274,32 @@ class Node:
             return
         self.stats.log_bytes_written += written
         self._unsynced.append((index, now_ms, commands, waiters, time.perf_counter()))
-        policy = self.config.appendfsync
-        if policy == "always":
-            self._start_fsync()
+        if self.config.appendfsync == "always":
+            if self.sync_log():
+                self._commit_through(index)
         else:
             self._everysec_dirty = True
             self._commit_through(index)
 
-    def _start_fsync(self) -> None:
-        """Group commit: one fsync covers every entry written before it starts;
-        entries written meanwhile wait for the next one, started when it ends."""
-        if not self._fsync_running and not self.failed and self.synced_index < self.log.last_index:
-            self._begin_fsync()
+    def sync_log(self) -> bool:
+        """fsync everything written so far; False (and the node exits) if it fails.
 
-    def _begin_fsync(self) -> None:
-        self._fsync_running = True
+        Group commit, as Redis does it: once per event-loop turn, after every
+        connection that was readable has been served, on the loop's own thread.
+        Measured against an fsync worker thread (docs/decisions.md): 1.2-1.3x
+        the throughput and a third less CPU per write, because handing each
+        fsync to a thread and back costs more than the fsync itself blocks.
+        """
         upto = self.log.last_index
-        future = self.loop.run_in_executor(self._fsync_pool, self.log.sync)
-        self._fsync_future = future
-        future.add_done_callback(lambda f: self._fsync_done(f, upto))
-
-    def _fsync_done(self, future: asyncio.Future[None], upto: int) -> None:
-        self._fsync_running = False
-        error = future.exception()
-        if error is not None:
+        try:
+            self.log.sync()
+        except OSError as exc:
             self.stats.fsync_errors += 1
-            self.fail_stop(f"fsync of the log failed: {error!r}")
-            return
+            self.fail_stop(f"fsync of the log failed: {exc!r}")
+            return False
         self.stats.fsyncs += 1
         self.synced_index = max(self.synced_index, upto)
-        if self.config.appendfsync == "always":
-            self._commit_through(upto)
-            self._start_fsync()
+        return True
 
     def fail_stop(self, reason: str) -> None:
         """The log can no longer be trusted to hold what it is given: exit now.
@@ -341,9 +331,9 @@ class Node:
 
     def _sync_everysec(self) -> None:
         """appendfsync everysec: fsync what was written in the last second."""
-        if self._everysec_dirty and not self._fsync_running and not self.failed:
+        if self._everysec_dirty and not self.failed:
             self._everysec_dirty = False
-            self._begin_fsync()
+            self.sync_log()
 
     # -- expiry ----------------------------------------------------------------
 
@@ -483,15 +473,10 @@ class Node:
         if self.failed:
             return
         self._flush()
-        if self._fsync_future is not None:
-            await asyncio.wait([self._fsync_future])
-        if self.failed:
+        if self.failed or not self.sync_log():
             return
-        self.log.sync()
-        self.synced_index = self.log.last_index
         self._commit_through(self.log.last_index)
         self.log.close()
-        self._fsync_pool.shutdown(wait=True)
         if self._dir_lock >= 0:
             os.close(self._dir_lock)
             self._dir_lock = -1

@@ -1,8 +1,8 @@
 """The write-ahead log: segmented files of CRC'd records.
 
 Owns the files under ``<dir>/log``. Files only: no event loop, no sockets.
-``sync`` blocks (fsync) and is meant to run on a worker thread; everything
-else runs on one caller thread (the event loop). ``append`` writes to the
+Everything runs on one caller thread (the event loop): ``sync`` blocks for
+the fsync, once per loop turn at most (group commit). ``append`` writes to the
 page cache; rolling to a new segment, ``truncate_suffix``, ``compact`` and
 ``reset`` also fsync (rare: once per segment, per snapshot, per conflict).
 
@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import struct
-import threading
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -258,9 +257,6 @@ class Log:
         self._broken: str | None = None
         self.torn_bytes_truncated = 0
         self.torn_problem = ""
-        # Held while the tail's descriptor is fsync'd (on a worker thread) and
-        # while the event loop thread replaces or closes it.
-        self._fd_lock = threading.Lock()
 
     @property
     def data_dir(self) -> str:
@@ -340,11 +336,10 @@ class Log:
 
     def close(self) -> None:
         """fsync and close everything. The log can be opened again."""
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
         for segment in self._segments:
             self._close_reader(segment)
 
@@ -420,12 +415,11 @@ class Log:
         exists (so a segment followed by another is never torn), and the new
         one's directory entry is durable before anything is written to it."""
         path = os.path.join(self.directory, segment_name(first_index))
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fsync_directory(self.directory)
         self._segments.append(_Segment(first_index, path, array("I"), 0))
         self._segment_firsts.append(first_index)
@@ -433,11 +427,9 @@ class Log:
 
     def sync(self) -> None:
         """Make every appended record durable (fdatasync of the tail; earlier
-        segments were fsync'd when the tail moved past them). Blocking: call it
-        from a worker thread."""
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.fdatasync(self._fd)
+        segments were fsync'd when the tail moved past them). Blocks for the disk."""
+        if self._fd >= 0:
+            os.fdatasync(self._fd)
 
     def roll(self) -> None:
         """Start a new segment at the next append, so that a snapshot of
@@ -514,24 +506,23 @@ class Log:
                 f"cannot truncate from {from_index}: the log starts at {self.first_index}"
             )
         unlinked = False
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            while self._segments and self._segments[-1].first_index >= from_index:
-                self._drop_segment(self._segments.pop())
-                self._segment_firsts.pop()
-                unlinked = True
-            if self._segments:
-                segment = self._segments[-1]
-                keep = from_index - segment.first_index
-                if keep < len(segment.offsets):
-                    segment.size = segment.offsets[keep]
-                    del segment.offsets[keep:]
-                fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
-                os.ftruncate(fd, segment.size)
-                os.fsync(fd)
-                self._fd = fd
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        while self._segments and self._segments[-1].first_index >= from_index:
+            self._drop_segment(self._segments.pop())
+            self._segment_firsts.pop()
+            unlinked = True
+        if self._segments:
+            segment = self._segments[-1]
+            keep = from_index - segment.first_index
+            if keep < len(segment.offsets):
+                segment.size = segment.offsets[keep]
+                del segment.offsets[keep:]
+            fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(fd, segment.size)
+            os.fsync(fd)
+            self._fd = fd
         if unlinked:
             fsync_directory(self.directory)
         cut = bisect_left(self._term_starts, from_index)
@@ -547,10 +538,9 @@ class Log:
         removed = 0
         while self._segments and self._segments[0].last_index <= upto_index:
             if len(self._segments) == 1:
-                with self._fd_lock:
-                    if self._fd >= 0:
-                        os.close(self._fd)
-                        self._fd = -1
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
                 self._roll_pending = False
             self._drop_segment(self._segments.pop(0))
             self._segment_firsts.pop(0)
@@ -570,10 +560,9 @@ class Log:
 
     def reset(self, next_index: int) -> None:
         """Drop every record and continue at ``next_index`` (a snapshot was installed)."""
-        with self._fd_lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         for segment in self._segments:
             self._drop_segment(segment)
         self._segments.clear()
