@@ -257,41 +257,45 @@ class Client(asyncio.Protocol):
                     raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
                 spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
                 argc = len(argv)
-                if plain and spec is not None and spec.plain_read_arity == argc:
-                    spec.calls += 1
-                    if timed:
-                        ran.append(spec)
-                    try:
-                        reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
-                    except CommandError as exc:
-                        spec.failed_calls += 1
-                        reply = exc.reply()
-                    except CloseConnection as exc:
-                        out.append(exc.reply)
-                        self.close_after_reply = True
-                        break
-                    except Exception:
-                        if not well_formed(argv):
-                            raise MalformedRequest from None
-                        reply = self._internal_error(spec, argv)
-                    if reply.__class__ is not bytes:
-                        if reply is DEFERRED:
-                            self.pending += 1
-                            self.pending_kind = DEFERRED_REPLY
-                            plain = False
-                            continue
-                        reply = reply.encode(self.resp3)  # type: ignore[union-attr]
-                    out.append(reply)  # type: ignore[arg-type]
-                    out_bytes += len(reply)  # type: ignore[arg-type]
-                    if out_bytes > OUTPUT_SLICE_BYTES:
-                        # A pipeline of large replies: hand them to the transport
-                        # now, so the output limit is enforced within the batch.
-                        out_bytes = 0
-                        self.flush()
-                        if self.closed:
+                if not plain or spec is None or spec.plain_read_arity != argc:
+                    # Not a plain read: writes, the gate's checks, replies that wait.
+                    if spec is not None and spec.write:
+                        # Check it, make it deterministic, propose it. hiredis also
+                        # parses integers, nulls and nested arrays: only a list of
+                        # bytes may reach the log (join raises TypeError otherwise).
+                        if argv.__class__ is not list:
+                            raise MalformedRequest
+                        _join(argv)
+                        prepared = argv
+                        if not plain or spec.plain_write_arity != argc:
+                            checked = self._check_write(spec, argv)
+                            if checked.__class__ is bytes:
+                                if self.pending:
+                                    self.stash = argv
+                                    break
+                                out.append(checked)  # type: ignore[arg-type]
+                                continue
+                            if checked is PROXY:
+                                if self.pending and self.pending_kind is not PROXY:
+                                    self.stash = argv
+                                    break
+                                self._queue(PROXY, spec, argv)
+                                plain = False
+                                continue
+                            prepared = checked  # type: ignore[assignment]
+                        if self.pending and self.pending_kind is not WRITES:
+                            self.stash = argv
                             break
-                    continue
-                if spec is None or not spec.write:
+                        spec.calls += 1
+                        if timed:
+                            ran.append(spec)
+                        self.pending += 1
+                        self.pending_kind = WRITES
+                        plain = False
+                        node.proposed.append(prepared)
+                        node.waiters.append(self)
+                        wrote = True
+                        continue
                     if spec is None or spec.arity != argc or not self.authenticated or self.routed:
                         verdict = self._gate(spec, argv)
                         if verdict.__class__ is Waiting:  # cluster mode: answered later
@@ -310,76 +314,39 @@ class Client(asyncio.Protocol):
                     elif self.pending:
                         self.stash = argv
                         break
-                    spec.calls += 1
-                    if timed:
-                        ran.append(spec)
-                    try:
-                        reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
-                    except CommandError as exc:
-                        spec.failed_calls += 1
-                        reply = exc.reply()
-                    except CloseConnection as exc:
-                        out.append(exc.reply)
-                        self.close_after_reply = True
-                        break
-                    except Exception:
-                        if not well_formed(argv):
-                            raise MalformedRequest from None
-                        reply = self._internal_error(spec, argv)
-                    if reply.__class__ is bytes:
-                        out.append(reply)  # type: ignore[arg-type]
-                        out_bytes += len(reply)  # type: ignore[arg-type]
-                    elif reply is DEFERRED:
+                # Run the read now.
+                spec.calls += 1  # type: ignore[union-attr]
+                if timed:
+                    ran.append(spec)  # type: ignore[arg-type]
+                try:
+                    reply = spec.handler(self, argv)  # type: ignore[union-attr,arg-type,call-arg]
+                except CommandError as exc:
+                    spec.failed_calls += 1  # type: ignore[union-attr]
+                    reply = exc.reply()
+                except CloseConnection as exc:
+                    out.append(exc.reply)
+                    self.close_after_reply = True
+                    break
+                except Exception:
+                    if not well_formed(argv):
+                        raise MalformedRequest from None
+                    reply = self._internal_error(spec, argv)  # type: ignore[arg-type]
+                if reply.__class__ is not bytes:
+                    if reply is DEFERRED:
                         self.pending += 1
                         self.pending_kind = DEFERRED_REPLY
                         plain = False
-                    else:
-                        reply = reply.encode(self.resp3)  # type: ignore[union-attr]
-                        out.append(reply)  # type: ignore[arg-type]
-                        out_bytes += len(reply)  # type: ignore[arg-type]
-                    if out_bytes > OUTPUT_SLICE_BYTES:
-                        # A pipeline of large replies: hand them to the transport
-                        # now, so the output limit is enforced within the batch.
-                        out_bytes = 0
-                        self.flush()
-                        if self.closed:
-                            break
-                    continue
-                # A write: check it, make it deterministic, propose it. hiredis
-                # also parses integers, nulls and nested arrays: only a list of
-                # bytes may reach the log (join raises TypeError for anything else).
-                if argv.__class__ is not list:
-                    raise MalformedRequest
-                _join(argv)
-                prepared = argv
-                if not plain or spec.plain_write_arity != argc:
-                    checked = self._check_write(spec, argv)
-                    if checked.__class__ is bytes:
-                        if self.pending:
-                            self.stash = argv
-                            break
-                        out.append(checked)  # type: ignore[arg-type]
                         continue
-                    if checked is PROXY:
-                        if self.pending and self.pending_kind is not PROXY:
-                            self.stash = argv
-                            break
-                        self._queue(PROXY, spec, argv)
-                        plain = False
-                        continue
-                    prepared = checked  # type: ignore[assignment]
-                if self.pending and self.pending_kind is not WRITES:
-                    self.stash = argv
-                    break
-                spec.calls += 1
-                if timed:
-                    ran.append(spec)
-                self.pending += 1
-                self.pending_kind = WRITES
-                plain = False
-                node.proposed.append(prepared)
-                node.waiters.append(self)
-                wrote = True
+                    reply = reply.encode(self.resp3)  # type: ignore[union-attr]
+                out.append(reply)  # type: ignore[arg-type]
+                out_bytes += len(reply)  # type: ignore[arg-type]
+                if out_bytes > OUTPUT_SLICE_BYTES:
+                    # A pipeline of large replies: hand them to the transport
+                    # now, so the output limit is enforced within the batch.
+                    out_bytes = 0
+                    self.flush()
+                    if self.closed:
+                        break
         except (hiredis.ProtocolError, MemoryError, MalformedRequest):
             broken = True
         except (TypeError, AttributeError, KeyError):  # a value hiredis parsed that is no request
