@@ -142,23 +142,6 @@ def all_commands() -> list[CommandSpec]:
     return sorted({id(s): s for s in COMMANDS.values()}.values(), key=lambda s: s.name)
 
 
-def subcommand(container: CommandSpec, argv: list[bytes]) -> CommandSpec:
-    """The subcommand ``argv[1]`` of a container command, checking its arity."""
-    sub = container.subcommands.get(argv[1].lower())
-    if sub is None:
-        raise CommandError(
-            f"ERR unknown subcommand '{argv[1].decode(errors='replace')}'. "
-            f"Try {container.name.upper()} HELP."
-        )
-    n = len(argv)
-    if (n != sub.arity) if sub.arity > 0 else (n < -sub.arity):
-        raise CommandError(
-            f"ERR wrong number of arguments for '{container.name}|{sub.name.split('|')[-1]}' "
-            "command"
-        )
-    return sub
-
-
 def arity_error(spec: CommandSpec) -> bytes:
     return b"-ERR wrong number of arguments for '%b' command\r\n" % spec.name.encode()
 

@@ -32,11 +32,11 @@ from nomadkv.commands.table import (
     ReplyT,
     parse_int,
     register,
-    subcommand,
 )
 from nomadkv.raft.errors import RequestDropped
 from nomadkv.resp.reply import OK, Array, Value, bulk, bulk_array, integer
 from nomadkv.server.client import DEFERRED, Client
+from nomadkv.server.container import help_reply, run_subcommand
 
 log = logging.getLogger("nomadkv.cluster")
 
@@ -52,8 +52,40 @@ def _cluster(ctx: Client) -> Any:
 
 def cmd_cluster(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CLUSTER <subcommand> [<arg> [value] [opt] ...]"""
-    sub = subcommand(CLUSTER, argv)
-    return sub.handler(ctx, argv)  # type: ignore[call-arg,arg-type]
+    return run_subcommand(CLUSTER, ctx, argv)
+
+
+HELP_LINES = [
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "INFO",
+    "    Return information about the cluster.",
+    "MYID",
+    "    Return the node id.",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of keys in <slot>.",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return key names stored by current node in a slot.",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Add the node at <ip>:<port> to the shard group (a learner, then a voter).",
+    "FORGET <node-id>",
+    "    Remove a node from the shard group.",
+    "FAILOVER [FORCE|TAKEOVER]",
+    "    Make this replica the leader (a Raft leadership transfer).",
+]
+
+
+def cmd_cluster_help(ctx: Client, argv: list[bytes]) -> ReplyT:
+    """CLUSTER HELP"""
+    return help_reply("CLUSTER", HELP_LINES)
 
 
 def cmd_cluster_slots(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -317,6 +349,13 @@ CLUSTER = CommandSpec(
     subcommands={
         spec.name.split("|")[1].encode(): spec
         for spec in (
+            _sub(
+                "help",
+                2,
+                ("loading", "stale"),
+                cmd_cluster_help,
+                "Returns helpful text about the different subcommands.",
+            ),
             _sub(
                 "slots",
                 2,
