@@ -13,8 +13,11 @@ always, ReadIndex reads) started here, in four phases:
    in-memory redis-server (its own process, no AOF). GET is measured twice:
    ReadIndex (the default) and on a second cluster with ``raft-lease-reads
    yes``. CPU time per request is recorded for redis-server, the leader and
-   each follower. ``redis-benchmark --cluster`` is run against the cluster
-   and, as a control, against a real one-master Redis Cluster.
+   each follower, with what explains it: the leader's log entries, fsyncs
+   and bus messages per run, the CPU pressure (PSI) during the run and an
+   fdatasync probe before each round (this VM's disk changes speed).
+   ``redis-benchmark --cluster`` is run against the cluster and, as a
+   control, against a real one-master Redis Cluster.
 2. failover: one client writes SETs in a loop, following -MOVED and moving
    to the next node on -CLUSTERDOWN or a connection error; the leader is
    killed (SIGKILL); the time from the kill to the first write acknowledged
@@ -74,7 +77,6 @@ SET_TARGET = 0.6  # against redis-server --appendonly yes --appendfsync always, 
 GET_TARGET = 0.7  # ReadIndex GET against an in-memory redis-server, -P 1
 FAILOVER_TARGET_S = 2.0
 PHASES = ("throughput", "failover", "catchup", "profile")
-DEFAULT_PHASES = "throughput,failover,catchup"
 QUICK_S = 1.0  # timeout of status queries, so a dead or busy node never stalls a poll
 RETRY_PAUSE_S = 0.01  # the failover client's pause after an error before the next node
 CATCHUP_TIMEOUT_S = 180.0
