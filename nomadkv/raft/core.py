@@ -101,6 +101,7 @@ class Raft:
         "is_learner",
         "lead",
         "lead_transferee",
+        "leader_log_match",
         "lease_until_tick",
         "log",
         "msgs",
@@ -137,6 +138,10 @@ class Raft:
         self.term = 0
         self.voted_for = NONE
         self.lead = NONE
+        # Follower: the last index of its log known to equal the current leader's (an
+        # append or snapshot of this term matched it). A heartbeat's commit is applied
+        # only up to here: the leader's idea of what we hold can be out of date.
+        self.leader_log_match = 0
         self.state = FOLLOWER
         self.is_learner = False
         self.election_elapsed = 0
@@ -201,6 +206,7 @@ class Raft:
             self.term = term
             self.voted_for = NONE
         self.lead = NONE
+        self.leader_log_match = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         election_ticks = self.config.election_ticks
@@ -462,6 +468,7 @@ class Raft:
             return
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
+            self.leader_log_match = max(self.leader_log_match, last_new)
             self.msgs.append(Message(APPEND_RESP, m.sender, self.id, self.term, index=last_new))
             return
         # Fast backtracking: point the leader at the last index whose term can match.
@@ -480,8 +487,27 @@ class Raft:
         )
 
     def _handle_heartbeat(self, m: Message) -> None:
-        self.log.commit_to(m.commit)
-        self.msgs.append(Message(HEARTBEAT_RESP, m.sender, self.id, self.term, index=m.index))
+        """The commit index comes capped at what the leader believes we hold, which is
+        out of date if this log lost entries it had acknowledged (a wiped disk) or, after
+        a restart, was never confirmed to match this leader. Commit only the part known
+        to match; if that falls short, reject with our last index so that the leader
+        sends an append (it matches, or shows where we stand) or backs off to what we
+        hold (`Progress.lost_entries`). Never commit, let alone apply, entries that this
+        log lacks or that may differ from the leader's."""
+        log = self.log
+        log.commit_to(min(m.commit, self.leader_log_match))
+        short = m.commit > log.commit_index
+        self.msgs.append(
+            Message(
+                HEARTBEAT_RESP,
+                m.sender,
+                self.id,
+                self.term,
+                index=m.index,
+                reject=short,
+                reject_hint=log.last_index() if short else 0,
+            )
+        )
 
     def _handle_snapshot_chunk(self, m: Message) -> None:
         chunk = m.snapshot
@@ -512,8 +538,10 @@ class Raft:
         self.snapshot_rx = None
         if self._restore(Snapshot(meta, bytes(rx.buf))):
             index = log.last_index()
+            self.leader_log_match = index
         else:
             index = log.commit_index
+            self.leader_log_match = max(self.leader_log_match, index)
         self.msgs.append(Message(APPEND_RESP, m.sender, self.id, self.term, index=index))
 
     def _ack_snapshot(self, to: int, meta: SnapshotMeta, received: int, reject: bool) -> None:
@@ -597,9 +625,14 @@ class Raft:
 
     def _handle_heartbeat_resp(self, m: Message, pr: Progress) -> None:
         pr.flow_paused = False
+        if m.reject:
+            # The follower could not take the heartbeat's commit: it holds less than
+            # its match index (then probe from what it holds) or has not matched this
+            # term's log yet (then an append, even an empty one, confirms it).
+            pr.lost_entries(m.reject_hint)
         if pr.state is SNAPSHOT:
             self._retry_snapshot(m.sender, pr)
-        elif pr.state is PROBE or pr.match_index < self.log.last_index():
+        elif pr.state is PROBE or pr.match_index < self.log.last_index() or m.reject:
             self._want_send(m.sender, True)
         if m.index > pr.read_round:
             pr.read_round = m.index

@@ -5,10 +5,12 @@ PROBE -> REPLICATE -> SNAPSHOT of etcd-io/raft) and `Inflights`, the bounded
 window of AppendEntries in flight.
 Never: sends anything; `nomadkv.raft.core` asks it whether to send and tells it
 what was sent.
-Invariants: match_index < next_index; in PROBE at most one append is in flight
-until the follower answers (flow_paused); in REPLICATE at most `Inflights.size`
-appends are in flight, plus one per heartbeat response (to recover from lost
-appends); in SNAPSHOT no appends are sent until the snapshot is installed.
+Invariants: match_index < next_index; match_index goes down only when the
+follower shows it holds less than it acknowledged (`lost_entries`); in PROBE
+at most one append is in flight until the follower answers (flow_paused); in
+REPLICATE at most `Inflights.size` appends are in flight, plus one per
+heartbeat response (to recover from lost appends); in SNAPSHOT no appends are
+sent until the snapshot is installed.
 """
 
 from __future__ import annotations
@@ -147,10 +149,30 @@ class Progress:
         self.next_index = max(self.next_index, index + 1)
         return updated
 
+    def lost_entries(self, held_index: int) -> bool:
+        """The follower says it holds only up to `held_index`, below match_index: it lost
+        entries it had acknowledged (a wiped disk, a tail written without fsync), or the
+        answer is older than its last acknowledgement. Believe it: match_index goes back
+        to `held_index` and the leader probes from there (a snapshot if those entries
+        are compacted). If the answer was merely old, this costs one probe round.
+        False if there is nothing to do (held_index is not below match_index)."""
+        if held_index >= self.match_index:
+            return False
+        self.match_index = held_index
+        if self.state is not SNAPSHOT:  # a snapshot in flight replaces its log anyway
+            self._reset_state(PROBE)
+            self.next_index = held_index + 1
+        return True
+
     def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
         """The follower rejected an append at prev index `rejected`; back off next_index.
 
         False if the rejection is stale (an answer to an append sent before a newer one).
+        A probe's rejection whose hint is below match_index shows that the follower
+        holds less than it acknowledged (`lost_entries`). In REPLICATE such an answer
+        is not trusted (reordered answers look the same): a rejection beyond the match
+        index leads to a probe, and a follower that lost its log rejects that probe
+        (or a heartbeat's commit) in turn.
         """
         if self.state is REPLICATE:
             if rejected <= self.match_index:
@@ -159,7 +181,8 @@ class Progress:
             return True
         if self.next_index - 1 != rejected:
             return False
-        self.next_index = max(min(rejected, match_hint + 1), self.match_index + 1)
+        if not self.lost_entries(match_hint):
+            self.next_index = max(min(rejected, match_hint + 1), self.match_index + 1)
         self.flow_paused = False
         return True
 
