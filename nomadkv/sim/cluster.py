@@ -7,7 +7,8 @@ server will run it, and the safety checks after every step) and the
 Never: reads a clock or global randomness; time is whatever the driver says,
 randomness comes from the RNG it is given.
 Invariants: the Ready loop persists, syncs when asked, sends, applies, then
-advances; a crashed replica keeps only what its disk synced.
+advances; a crashed replica keeps only what its disk synced; a wiped one keeps
+nothing and restarts only as a joiner.
 """
 
 from __future__ import annotations
@@ -138,6 +139,24 @@ class Cluster:
         replica = self.replicas[node_id]
         if replica.up or replica.decommissioned:
             return
+        self._start(replica)
+
+    def wipe(self, node_id: int) -> None:
+        """The node loses its whole disk: it crashes and comes back only through `rejoin`
+        (as docs/raft.md says a member that lost its data must: removed from the group,
+        then started empty as a joiner and added again)."""
+        self.crash(node_id)
+        replica = self.replicas[node_id]
+        replica.disk = SimDisk()
+        replica.founders = ()
+        replica.decommissioned = True
+        if self.trace:
+            self.trace(f"node {node_id} loses its disk")
+
+    def rejoin(self, node_id: int) -> None:
+        """Start a wiped node again as a joiner: empty storage, no configuration."""
+        replica = self.replicas[node_id]
+        replica.decommissioned = False
         self._start(replica)
 
     def decommission(self, node_id: int) -> None:

@@ -33,7 +33,16 @@ class LinkFaults:
 
 
 class SimNetwork:
-    __slots__ = ("blocked", "cluster", "events", "faults", "rng", "sent", "unreachable_reports")
+    __slots__ = (
+        "blocked",
+        "cluster",
+        "connections",
+        "events",
+        "faults",
+        "rng",
+        "sent",
+        "unreachable_reports",
+    )
 
     def __init__(self, events: EventQueue, rng: random.Random) -> None:
         self.events = events
@@ -43,6 +52,9 @@ class SimNetwork:
         self.cluster: Cluster
         self.sent = 0
         self.unreachable_reports = True
+        # Per node, how many times its connections were torn down (`drop_connections`):
+        # a message in flight on an older connection is never delivered.
+        self.connections: dict[int, int] = {}
 
     def attach(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -59,9 +71,10 @@ class SimNetwork:
         if faults.loss and rng.random() < faults.loss:
             return
         data = encode_message(message)
-        self.events.after(self._delay(), self._deliver, src, dst, data)
+        link = (self.connections.get(src, 0), self.connections.get(dst, 0))
+        self.events.after(self._delay(), self._deliver, src, dst, data, link)
         if faults.duplicate and rng.random() < faults.duplicate:
-            self.events.after(self._delay(), self._deliver, src, dst, data)
+            self.events.after(self._delay(), self._deliver, src, dst, data, link)
 
     def _delay(self) -> int:
         faults = self.faults
@@ -70,10 +83,18 @@ class SimNetwork:
             return rng.randint(faults.delay_max_ms, faults.slow_max_ms)
         return rng.randint(faults.delay_min_ms, faults.delay_max_ms)
 
-    def _deliver(self, src: int, dst: int, data: bytes) -> None:
+    def _deliver(self, src: int, dst: int, data: bytes, link: tuple[int, int]) -> None:
         if (src, dst) in self.blocked:
             return
+        if link != (self.connections.get(src, 0), self.connections.get(dst, 0)):
+            return  # sent on a connection that has since been torn down
         self.cluster.deliver(decode_message(data))
+
+    def drop_connections(self, node_id: int) -> None:
+        """Everything in flight to or from `node_id` is lost, as when its process and
+        its TCP connections go away with its disk: nothing the old incarnation said
+        (votes, acknowledgements) arrives after it restarted empty."""
+        self.connections[node_id] = self.connections.get(node_id, 0) + 1
 
     def _report_unreachable(self, src: int, dst: int, kind: MessageType) -> None:
         replica = self.cluster.replicas.get(src)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from nomadkv.raft import (
     ConfChange,
+    ConfChangeError,
     ConfChangeTransition,
     Config,
     Entry,
@@ -45,6 +46,20 @@ from nomadkv.sim.workload import Workload, WorkloadStats
 TICK_MS = 10
 PROBE_READ = b"probe-read:"
 MAX_MEMBERS = 7
+# A re-added node is promoted back to voter once this close to the leader's log
+# (what the server does for CLUSTER MEET).
+PROMOTE_LAG_ENTRIES = 16
+
+
+@dataclass(slots=True)
+class WipedNode:
+    """A node that lost its disk, on its way back in as a new member (docs/raft.md):
+    removed from the configuration (unless it is a learner), restarted empty as a
+    joiner, added as a learner, promoted once caught up if it was a voter."""
+
+    node_id: int
+    was_voter: bool
+    stage: str = "remove"  # -> "add" -> "promote" -> "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,7 @@ class SimParams:
     clients: int
     read_ratio: float
     liveness_ticks: int
+    disk_loss: bool
 
     @classmethod
     def from_seed(cls, seed: int) -> SimParams:
@@ -100,6 +116,7 @@ class SimParams:
             clients=rng.randint(1, 6),
             read_ratio=rng.choice((0.2, 0.5, 0.8)),
             liveness_ticks=60 * election_ticks,
+            disk_loss=rng.random() < 0.4,  # drawn last: the other draws keep their values
         )
 
     def replica_options(self) -> ReplicaOptions:
@@ -156,6 +173,8 @@ class Simulation:
         self.fault_rng = random.Random(self.rng.getrandbits(64))
         self.member_seen_at: dict[int, int] = {}
         self.next_id = self.params.nodes + 1
+        self.ticking: set[int] = set()
+        self.wiped: WipedNode | None = None
         self.probe_data = b""
         self.probe_term = 0
         self.probe_index = 0
@@ -185,6 +204,7 @@ class Simulation:
         founders = tuple(range(1, p.nodes + 1))
         for node_id in founders:
             self.cluster.add_replica(node_id, founders)
+            self.ticking.add(node_id)
             self.events.after(self.rng.randint(1, TICK_MS), self._tick, node_id)
         self.workload = Workload(
             self.cluster,
@@ -228,6 +248,7 @@ class Simulation:
     def _tick(self, node_id: int) -> None:
         replica = self.cluster.replicas[node_id]
         if replica.decommissioned:
+            self.ticking.discard(node_id)
             return
         self.cluster.tick(node_id)
         self.events.after(TICK_MS, self._tick, node_id)
@@ -257,6 +278,8 @@ class Simulation:
             kinds += ["crash", "crash_leader", "restart"]
         if p.lossy:
             kinds.append("links")
+        if p.disk_loss:
+            kinds.append("wipe")
         kind = rng.choice(kinds)
         live = [r.id for r in self.cluster.replicas.values() if not r.decommissioned]
         net = self.network
@@ -288,6 +311,10 @@ class Simulation:
         elif kind == "restart":
             for n in live:
                 self._restart(n)
+        elif kind == "wipe":
+            victim = rng.choice(live)
+            if self._can_lose(victim):
+                self._wipe(victim)
         else:
             net.faults = self._random_link_faults()
         self._stamp(f"fault {kind} blocked={sorted(net.blocked)}")
@@ -300,6 +327,93 @@ class Simulation:
     def _restart(self, node_id: int) -> None:
         if not self.cluster.replicas[node_id].decommissioned:
             self.cluster.restart(node_id)
+
+    def _can_lose(self, node_id: int) -> bool:
+        """Whether the group survives losing `node_id`'s data: one such loss at a time,
+        and the other voters must be able to commit its removal. So: a learner; or a
+        voter of a simple configuration of at least three voters, all running and all
+        using that configuration (a voter still on an older one, or one that never
+        received anything, would make the loss a second failure)."""
+        if self.wiped is not None and self.wiped.stage != "done":
+            return False
+        leader = self.cluster.leader()
+        if leader is None:
+            return False
+        cs = leader.raw.conf_state()
+        if node_id in cs.learners:
+            return True
+        if node_id not in cs.voters or len(cs.voters) < 3 or cs.voters_outgoing:
+            return False
+        settled = leader.raw.raft.pending_conf_index
+        replicas = self.cluster.replicas
+        return all(
+            replicas[v].up and replicas[v].raw.raft.log.last_applied >= settled for v in cs.voters
+        )
+
+    def _wipe(self, node_id: int) -> None:
+        leader = self.cluster.leader()
+        was_voter = leader is not None and leader.raw.raft.tracker.is_voter(node_id)
+        self.cluster.wipe(node_id)
+        self.network.drop_connections(node_id)
+        self.workload.on_crash(node_id)
+        self.wiped = WipedNode(node_id, was_voter)
+        self.events.after(TICK_MS, self._bring_back_wiped)
+
+    def _bring_back_wiped(self) -> None:
+        """The operator's runbook for a node that lost its data, one step per call,
+        retried until it takes: CLUSTER FORGET, restart with --cluster-join, CLUSTER
+        MEET, promotion once caught up. Runs in the healing phase too."""
+        wiped = self.wiped
+        if wiped is None or wiped.stage == "done":
+            return
+        self.events.after(2 * TICK_MS, self._bring_back_wiped)
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        node_id = wiped.node_id
+        raw = leader.raw
+        cs = raw.conf_state()  # as of the leader's applied index: committed
+        change = None
+        if wiped.stage == "remove":
+            # A learner never voted and its acknowledgements never counted: it may come
+            # back empty without leaving (the leader finds it holds less than it
+            # acknowledged and sends the snapshot). A voter must be removed first.
+            if node_id not in cs.members() or node_id in cs.learners:
+                self._stamp(f"operator: node {node_id} restarts empty to rejoin")
+                self.cluster.rejoin(node_id)
+                self._start_ticking(node_id)
+                wiped.stage = "add"
+                return
+            change = remove_node(node_id)
+        elif wiped.stage == "add":
+            if node_id in cs.members():
+                wiped.stage = "promote" if wiped.was_voter else "done"
+                return
+            change = add_learner(node_id)
+        else:
+            progress = raw.status().progress.get(node_id)
+            if progress is None or not progress.is_learner:
+                wiped.stage = "done"  # promoted, or removed by the other operator
+                return
+            if (
+                progress.state == "REPLICATE"
+                and progress.recent_active
+                and progress.match_index + PROMOTE_LAG_ENTRIES >= raw.status().last_index
+            ):
+                change = add_voter(node_id)
+        if change is None or cs.voters_outgoing:
+            return
+        try:
+            raw.propose_conf_change(ConfChange((change,)))
+        except (RequestDropped, ConfChangeError):
+            return
+        self._stamp(f"operator: propose {change} for wiped node {node_id}")
+        self.cluster.process(leader.id)
+
+    def _start_ticking(self, node_id: int) -> None:
+        if node_id not in self.ticking:
+            self.ticking.add(node_id)
+            self.events.after(1 + node_id % TICK_MS, self._tick, node_id)
 
     def _heal(self) -> None:
         self.healing = True
@@ -366,6 +480,7 @@ class Simulation:
         self._stamp(f"operator: propose {changes} {transition.name}")
         if action == "add_learner":
             self.cluster.add_replica(self.next_id)
+            self.ticking.add(self.next_id)
             self.events.after(rng.randint(1, TICK_MS), self._tick, self.next_id)
             self.next_id += 1
         self.cluster.process(leader.id)
@@ -384,9 +499,14 @@ class Simulation:
                 seen[node_id] = max(seen.get(node_id, 0), applied)
         applied = leader.raw.raft.log.last_applied
         members = leader.raw.conf_state().members()
+        wiped = self.wiped
+        rejoining = wiped.node_id if wiped is not None and wiped.stage == "add" else 0
         for node_id, seen_at in sorted(seen.items()):
             replica = self.cluster.replicas.get(node_id)
             if node_id in members or seen_at >= applied or replica is None:
+                continue
+            if node_id == rejoining:
+                seen.pop(node_id)  # removed on purpose; it is being added again
                 continue
             if not replica.decommissioned:
                 self._stamp(f"operator: decommission removed node {node_id}")

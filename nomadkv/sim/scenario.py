@@ -2,7 +2,7 @@
 
 Owns: `Scenario`, a Cluster on a ManualNetwork with the safety checkers on,
 plus the verbs scenario tests are written in: campaign, propose, deliver,
-drop, isolate, heal, crash, restart, and a transcript of what happened.
+drop, isolate, heal, crash, restart, wipe, rejoin, and a transcript of what happened.
 Never: advances time or delivers anything unless asked, so a scenario reads
 like the paper's figures, step by step.
 """
@@ -177,6 +177,14 @@ class Scenario:
 
     def restart(self, node_id: int) -> None:
         self.cluster.restart(node_id)
+
+    def wipe(self, node_id: int) -> None:
+        """The node crashes and loses its whole disk; it stays down until `rejoin`."""
+        self.cluster.wipe(node_id)
+
+    def rejoin(self, node_id: int) -> None:
+        """Start a wiped node again, empty and without configuration (a joiner)."""
+        self.cluster.rejoin(node_id)
 
     def settle(self, rounds: int = 50) -> None:
         """Tick everyone and deliver, `rounds` times: time passes on a healthy network."""
