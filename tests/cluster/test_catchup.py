@@ -4,13 +4,21 @@
 so a node that starts empty needs the snapshot (streamed in chunks over the
 bus) and then the log after it.
 
-- A wiped follower: stopped, its data directory deleted, started again with
-  the same id. It must catch up and end with every key.
-- A wiped node brought back the way Raft always supports (etcd's runbook):
-  CLUSTER FORGET it, start it empty with --cluster-join, CLUSTER MEET it.
-  This one measures the catch-up rate (bytes of snapshot and log the node
-  stored, per second from CLUSTER MEET to having applied the leader's
-  index), printed: run with ``-s`` to see it.
+A member that lost its data comes back as a new member (docs/cluster.md,
+"A member that lost its data"): CLUSTER FORGET it, start it empty with
+--cluster-join, CLUSTER MEET it. Restarted empty with its old --peers it
+would bootstrap as a founder and could vote again in a term it already voted
+in, or help elect a leader without entries it had acknowledged.
+
+- A wiped follower brought back that way: it catches up, is promoted, and
+  is a full voter again (with the old leader killed, it elects a new one
+  with the third node).
+- The same procedure, checked step by step (it leaves the voters before it
+  restarts, the snapshot is installed).
+
+The rates (bytes of snapshot and log the node stored, per second from
+CLUSTER MEET until it applied the leader's index) are printed: run with
+``-s`` to see them.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import time
 from collections.abc import Callable
 
 import redis
-from clusterkit import barrier, get_many, raft_ids, raft_info, readonly_client
+from clusterkit import barrier, get_many, leader_among, raft_ids, raft_info, readonly_client
 
 from nomadkv.cluster.topology import node_name
 from nomadkv.harness import LocalCluster, ServerProcess, wait_until
@@ -103,19 +111,52 @@ def test_wiped_follower_catches_up_from_snapshot_and_log(
     cluster = make_cluster(snapshot_after_log_bytes="2mb")
     leader = fill_and_compact(cluster)
     follower = next(node for node in cluster.nodes if node is not leader)
-    wipe(follower)
+    raft_id = cluster.nodes.index(follower) + 1
+    data_dir = wipe(follower)
+    admin = leader.client(socket_timeout=10)
+    assert admin.execute_command("CLUSTER", "FORGET", node_name(raft_id)) in (True, b"OK")
+    wait_until(
+        lambda: raft_id not in raft_ids(raft_info(leader)["voters"]),
+        10,
+        f"node {raft_id} to leave the group",
+    )
     write_keys(leader, "while-down", 1000)
     target = int(raft_info(leader)["applied_index"])
 
+    follower.argv += ["--cluster-join", "yes"]
     follower.start()
+    started = time.monotonic()
+    assert admin.execute_command("CLUSTER", "MEET", follower.host, follower.port) in (True, b"OK")
 
     def caught_up() -> bool:
         assert follower.alive(), f"the wiped follower stopped; its log:\n{follower.log_tail(8)}"
         return applied_index(follower) >= target
 
-    wait_until(caught_up, 20, "the wiped follower to catch up")
+    wait_until(caught_up, 60, "the wiped follower to catch up")
+    elapsed_s = time.monotonic() - started
+    received = directory_bytes(os.path.join(data_dir, "snapshots")) + directory_bytes(
+        os.path.join(data_dir, "log")
+    )
+    keys = sum(count for _, count in PREFIXES)
+    print(
+        f"wiped follower: {received / 1e6:.1f} MB of snapshot and log ({keys} keys) in "
+        f"{elapsed_s:.2f} s from CLUSTER MEET: {received / 1e6 / elapsed_s:.1f} MB/s, "
+        f"{keys / elapsed_s:.0f} keys/s"
+    )
+    wait_until(
+        lambda: raft_id in raft_ids(raft_info(leader)["voters"]),
+        20,
+        f"node {raft_id} to be promoted to voter again",
+    )
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, follower)
+
+    # A full voter again: without the old leader, the other two need its vote.
+    leader.kill()
+    survivors = [node for node in cluster.nodes if node is not leader]
+    new_leader = leader_among(survivors, timeout_s=15)
+    barrier(new_leader, survivors, timeout_s=30)
+    check_all_keys(new_leader, follower)
 
 
 def test_wiped_node_forgotten_and_met_again_catches_up(

@@ -29,7 +29,15 @@ def test_random_seeds_keep_every_safety_and_liveness_property() -> None:
 def test_the_seeds_cover_both_cluster_sizes_and_every_fault_kind() -> None:
     params = [SimParams.from_seed(seed) for seed in SEEDS]
     assert {p.nodes for p in params} == {3, 5}
-    for flag in ("crashes", "partitions", "lossy", "membership", "transfers", "lease_reads"):
+    for flag in (
+        "crashes",
+        "partitions",
+        "lossy",
+        "membership",
+        "transfers",
+        "lease_reads",
+        "disk_loss",
+    ):
         assert sum(getattr(p, flag) for p in params) > len(params) // 5, flag
     assert sum(p.buggify > 0 for p in params) > len(params) // 2
     assert sum(not p.pre_vote for p in params) > len(params) // 10
