@@ -95,14 +95,18 @@ def wipe(node: ServerProcess) -> str:
 
 
 def check_all_keys(leader: ServerProcess, node: ServerProcess) -> None:
-    replica = readonly_client(node)
-    assert replica.dbsize() == readonly_client(leader).dbsize()
-    for prefix, count in PREFIXES:
-        for start in range(0, count, 10_000):
-            end = min(start + 10_000, count)
-            keys = [f"{prefix}:{i}" for i in range(start, end)]
-            want = [value_of(prefix, i) for i in range(start, end)]
-            assert get_many(replica, keys) == want, f"{prefix} keys from {start} differ"
+    replica, reference = readonly_client(node), readonly_client(leader)
+    try:
+        assert replica.dbsize() == reference.dbsize()
+        for prefix, count in PREFIXES:
+            for start in range(0, count, 10_000):
+                end = min(start + 10_000, count)
+                keys = [f"{prefix}:{i}" for i in range(start, end)]
+                want = [value_of(prefix, i) for i in range(start, end)]
+                assert get_many(replica, keys) == want, f"{prefix} keys from {start} differ"
+    finally:
+        replica.close()
+        reference.close()
 
 
 def test_wiped_follower_catches_up_from_snapshot_and_log(
@@ -148,6 +152,7 @@ def test_wiped_follower_catches_up_from_snapshot_and_log(
         20,
         f"node {raft_id} to be promoted to voter again",
     )
+    admin.close()
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, follower)
 
@@ -200,6 +205,7 @@ def test_wiped_node_forgotten_and_met_again_catches_up(
         20,
         f"node {raft_id} to be promoted to voter again",
     )
+    admin.close()
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, node)
 
