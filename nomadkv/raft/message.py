@@ -8,7 +8,8 @@ APPEND          index/log_term: the entry preceding `entries` (§5.3); commit
 APPEND_RESP     index: last index now matching; on reject: index is the rejected
                 prev index, reject_hint/log_term the follower's hint (fast backtracking)
 HEARTBEAT       commit: min(leader commit, follower match); index: the read round
-HEARTBEAT_RESP  index: the read round echoed back
+HEARTBEAT_RESP  index: the read round echoed back; reject: the commit could not be taken
+                (beyond what matched this leader), reject_hint: the follower's last index
 VOTE, PRE_VOTE  index/log_term: the candidate's last entry (§5.4.1); context:
                 CAMPAIGN_TRANSFER when a leadership transfer asked for the election
 *_VOTE_RESP     reject: vote refused
