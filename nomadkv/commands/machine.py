@@ -59,7 +59,7 @@ def decode_entry(payload: bytes) -> tuple[int, list[list[bytes]]]:
 
 
 def write_spec(name: bytes) -> CommandSpec:
-    spec = lookup(name) or INTERNAL.get(name)
+    spec = COMMANDS.get(name) or lookup(name) or INTERNAL.get(name)
     if spec is None or not spec.write:
         raise BadEntry(f"entry holds {name!r}, which is not a write command")
     return spec
@@ -81,15 +81,27 @@ class StateMachine:
         self.on_internal_error: Callable[[int, list[bytes], Exception], None] = _ignore
 
     def apply(self, index: int, now_ms: int, commands: list[list[bytes]]) -> list[ReplyT]:
-        """Apply one entry's commands and return their replies, in order."""
+        """Apply one entry's commands (this node proposed them: checked already)
+        and return their replies, in order."""
+        table_get = COMMANDS.get
+        specs = [table_get(argv[0]) or lookup(argv[0]) or INTERNAL[argv[0]] for argv in commands]
+        return self._apply(index, now_ms, commands, specs)
+
+    def apply_payload(self, index: int, payload: bytes) -> None:
+        """Apply an entry read back from the log (replay) or from a leader: every
+        command must decode and name a write command, or the entry is refused."""
+        now_ms, commands = decode_entry(payload)
+        self._apply(index, now_ms, commands, [write_spec(argv[0]) for argv in commands])
+
+    def _apply(
+        self, index: int, now_ms: int, commands: list[list[bytes]], specs: list[CommandSpec]
+    ) -> list[ReplyT]:
         if index != self.applied_index + 1:
             raise RuntimeError(f"apply of index {index} after {self.applied_index}")
         ks = self.keyspace
         replies: list[ReplyT] = []
         append = replies.append
-        table_get = COMMANDS.get
-        for argv in commands:
-            spec = table_get(argv[0]) or lookup(argv[0]) or INTERNAL[argv[0]]
+        for argv, spec in zip(commands, specs, strict=True):
             try:
                 append(spec.handler(ks, argv, now_ms))  # type: ignore[call-arg]
             except CommandError as exc:
@@ -99,13 +111,6 @@ class StateMachine:
                 append(b"-ERR internal error\r\n")
         self.applied_index = index
         return replies
-
-    def apply_payload(self, index: int, payload: bytes) -> None:
-        """Apply an entry read back from the log (replay, or a follower)."""
-        now_ms, commands = decode_entry(payload)
-        for argv in commands:
-            write_spec(argv[0])
-        self.apply(index, now_ms, commands)
 
     def skip(self, index: int) -> None:
         """Advance past an entry that changes no keys (a Raft no-op)."""

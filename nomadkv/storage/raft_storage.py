@@ -61,6 +61,7 @@ class RaftStorage(MemoryStorage):
         "_snapshot_data",
         "_state_fd",
         "_state_seq",
+        "_vote_unsynced",
         "directory",
         "log",
         "snapshot_dir",
@@ -78,6 +79,7 @@ class RaftStorage(MemoryStorage):
         self._snapshot_data: bytes | None = None
         self._state_fd = -1
         self._state_seq = 0
+        self._vote_unsynced = False
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -162,6 +164,9 @@ class RaftStorage(MemoryStorage):
         super().append(entries)
 
     def set_hard_state(self, hs: HardState) -> None:
+        previous = self._hard_state
+        if hs.term != previous.term or hs.vote != previous.vote:
+            self._vote_unsynced = True
         self._state_seq += 1
         body = _STATE.pack(_STATE_MAGIC, self._state_seq, hs.term, hs.vote, hs.commit)
         slot = self._state_seq % 2
@@ -169,10 +174,16 @@ class RaftStorage(MemoryStorage):
         super().set_hard_state(hs)
 
     def sync(self) -> None:
-        """fsync what was written (blocking: call it from a worker thread)."""
+        """fsync the log, and the hard state when its term or vote changed.
+
+        A commit index alone needs no fsync: a restarted node learns it again
+        from the leader (the core clamps a stale one), so most Readies pay one
+        fsync, not two.
+        """
         self.log.sync()
-        if self._state_fd >= 0:
+        if self._vote_unsynced and self._state_fd >= 0:
             os.fsync(self._state_fd)
+            self._vote_unsynced = False
 
     def install_snapshot(self, snapshot: Snapshot, path: str, extra: dict[str, Any]) -> None:
         """A snapshot from the leader was written to ``path``: the log restarts after it."""
