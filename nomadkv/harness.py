@@ -137,9 +137,27 @@ class ServerProcess:
             return "(no log)"
 
     def client(self, **kwargs: Any) -> Any:
+        """A redis-py client to this server; closed by ``close_clients``."""
         import redis
 
-        return redis.Redis(host=self.host, port=self.port, **kwargs)
+        return track_client(redis.Redis(host=self.host, port=self.port, **kwargs))
+
+
+# Clients handed out since the last close_clients(): a test's fixture closes
+# them when the test ends, whatever the test did with them.
+_open_clients: list[Any] = []
+
+
+def track_client(client: Any) -> Any:
+    _open_clients.append(client)
+    return client
+
+
+def close_clients() -> None:
+    clients = _open_clients[:]
+    _open_clients.clear()
+    for client in clients:
+        client.close()
 
 
 def nomadkv_node(

@@ -8,7 +8,14 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
-from nomadkv.harness import ServerProcess, nomadkv_node, redis_server
+from nomadkv.harness import ServerProcess, close_clients, nomadkv_node, redis_server
+
+
+@pytest.fixture(autouse=True)
+def _close_clients_after_each_test() -> Iterator[None]:
+    """Every client a test got from the harness is closed when the test ends."""
+    yield
+    close_clients()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from nomadkv.harness import LocalCluster, ServerProcess, wait_until
+from nomadkv.harness import LocalCluster, ServerProcess, track_client, wait_until
 
 NO_RETRY = Retry(NoBackoff(), 0)  # redis-py retries (with back-off) by default
 QUICK_S = 1.0  # socket timeout for status queries: a paused node must not stall a poll
@@ -119,7 +119,7 @@ def readonly_client(node: ServerProcess, timeout_s: float = 5.0) -> redis.Redis:
         port=node.port,
         socket_timeout=timeout_s,
     )
-    return redis.Redis(connection_pool=pool)
+    return track_client(redis.Redis(connection_pool=pool))
 
 
 _barriers = itertools.count()
