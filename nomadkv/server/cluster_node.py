@@ -363,6 +363,8 @@ class ClusterNode(Node):
         log.info("node %d is now %s (leader %d)", self.raft_id, role.name.lower(), leader_id)
         if was_leader and not self.is_leader:
             self._fail_reads(self.redirect_error(None))
+            if self.proposed:
+                self.schedule_flush()  # writes held for the next entry: redirect them
         # Commands forwarded to a former leader may or may not have run there:
         # the proxy disconnects their clients (a new leader gets a new link).
         self.proxy.close()
@@ -372,6 +374,13 @@ class ClusterNode(Node):
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self.proposed:
+            return
+        if self.is_leader and self._inflight:
+            # One entry of this leader's in flight at a time: writes arriving
+            # meanwhile wait and go out together once it commits (_apply calls
+            # back), so that every node pays one fsync for all of them. With
+            # three nodes on two cores, each entry's fixed cost is what limits
+            # throughput (docs/benchmarks.md, Cluster).
             return
         commands, waiters = self.proposed[:], self.waiters[:]
         self.proposed.clear()
@@ -420,6 +429,8 @@ class ClusterNode(Node):
                         touched.add(client)
         for client in touched:
             client.commit_done()
+        if self.proposed and not self._inflight:
+            self.schedule_flush()  # the writes that waited for this entry
 
     def _answer(self, waiters: list[Client | None], reply: bytes) -> None:
         for client in waiters:
