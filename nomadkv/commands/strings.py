@@ -36,7 +36,17 @@ from nomadkv.commands.table import (
     register,
 )
 from nomadkv.keyspace import Keyspace, Value
-from nomadkv.resp.reply import EMPTY_BULK, NULL, OK, ONE, ZERO, bulk, integer
+from nomadkv.resp.reply import (
+    BULK_HEADERS,
+    CRLF,
+    EMPTY_BULK,
+    NULL,
+    OK,
+    ONE,
+    ZERO,
+    bulk,
+    integer,
+)
 
 # Redis's proto-max-bulk-len default: the longest string APPEND and SETRANGE may make.
 STRING_MAX_BYTES = 512 * 1024 * 1024
@@ -68,7 +78,10 @@ def cmd_get(ctx: Session, argv: list[bytes]) -> ReplyT:
         ks.hits += 1
     if value.__class__ is not bytes:
         return WRONGTYPE
-    return b"$%d\r\n%b\r\n" % (len(value), value)
+    size = len(value)
+    if size < 1024:
+        return BULK_HEADERS[size] + value + CRLF
+    return b"$%d\r\n%b\r\n" % (size, value)
 
 
 # -- SET and its options ------------------------------------------------------

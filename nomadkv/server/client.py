@@ -236,6 +236,9 @@ class Client(asyncio.Protocol):
         timed = not self.batches & TIMED_BATCH_MASK
         started = _perf_counter() if timed else 0.0
         out = self.out
+        append_reply = out.append
+        table_get = _COMMANDS_GET
+        slice_bytes = OUTPUT_SLICE_BYTES
         ran: list[CommandSpec] = []
         node = self.node
         wrote = False
@@ -255,7 +258,7 @@ class Client(asyncio.Protocol):
                     if argv.__class__ is list:  # "*0" is ignored, as Redis does
                         continue
                     raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
-                spec = _COMMANDS_GET(argv[0]) or lookup(argv[0])
+                spec = table_get(argv[0]) or lookup(argv[0])
                 argc = len(argv)
                 if not plain or spec is None or spec.plain_read_arity != argc:
                     # Not a plain read: writes, the gate's checks, replies that wait.
@@ -338,9 +341,9 @@ class Client(asyncio.Protocol):
                         plain = False
                         continue
                     reply = reply.encode(self.resp3)  # type: ignore[union-attr]
-                out.append(reply)  # type: ignore[arg-type]
+                append_reply(reply)  # type: ignore[arg-type]
                 out_bytes += len(reply)  # type: ignore[arg-type]
-                if out_bytes > OUTPUT_SLICE_BYTES:
+                if out_bytes > slice_bytes:
                     # A pipeline of large replies: hand them to the transport
                     # now, so the output limit is enforced within the batch.
                     out_bytes = 0
