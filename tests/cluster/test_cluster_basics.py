@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -61,3 +62,16 @@ def test_kill_leader_new_leader_keeps_acknowledged_writes(cluster: LocalCluster)
     follower = leader.client()
     follower.execute_command("READONLY")
     wait_until(lambda: follower.get("after") == b"failover", 10, "the old leader to catch up")
+
+
+def test_redis_cli_follows_moved_from_a_follower(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    follower = next(node for node in cluster.nodes if node is not leader)
+
+    def cli(*args: str) -> str:
+        argv = ["redis-cli", "-c", "-h", follower.host, "-p", str(follower.port), *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert cli("set", "cli-key", "cli-value") == "OK"
+    assert cli("get", "cli-key") == "cli-value"
+    assert leader.client().get("cli-key") == b"cli-value"
