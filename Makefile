@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format system-deps bench jepsen soak clean
+.PHONY: install run cluster test lint format system-deps bench jepsen soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/nomadkv server
+
+# A local 3-node development cluster on 127.0.0.1:7001-7003 (Ctrl-C stops it).
+cluster: install
+	$(VENV)/bin/nomadkv cluster up --nodes 3 --base-port 7001
 
 system-deps:
 	scripts/system-deps.sh
