@@ -308,6 +308,14 @@ class Raft:
         if self.heartbeat_elapsed >= config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat()
+        self._send_commit()
+
+    def _send_commit(self) -> None:
+        """Tell followers a commit index no append has carried to them yet."""
+        committed = self.log.commit_index
+        for node_id, pr in self.tracker.progress.items():
+            if node_id != self.id and pr.sent_commit < committed:
+                self._want_send(node_id, True)
 
     def campaign(self, transfer: bool = False) -> None:
         """Start an election now (an election timeout, TimeoutNow, or the operator)."""
@@ -616,8 +624,20 @@ class Raft:
                     pr.become_replicate()
         else:
             pr.inflights.free_le(m.index)
+        committed = self.log.commit_index
         if self._maybe_commit():
-            self._bcast_append()
+            # Followers learn the new commit index from the next append (the next
+            # proposal's) or at the next tick (_send_commit), not from an empty
+            # append of its own: under load that would cost each follower a
+            # message, a Ready and a reply per entry for nothing (docs/raft.md).
+            # A configuration change is the exception: members apply it only once
+            # they know it committed, and until then vote in the old configuration.
+            if committed < self.pending_conf_index <= self.log.commit_index:
+                self._bcast_append()
+            else:
+                for node_id in self.tracker.progress:
+                    if node_id != self.id:
+                        self._want_send(node_id, False)
         else:
             self._want_send(m.sender, False)
         if m.sender == self.lead_transferee and pr.match_index == self.log.last_index():
@@ -733,6 +753,7 @@ class Raft:
             )
         )
         pr.sent_entries(prev_index + len(entries), len(entries))
+        pr.sent_commit = log.commit_index
         return True
 
     def _start_snapshot(self, to: int, pr: Progress) -> None:

@@ -70,6 +70,7 @@ class Progress:
         "pending_snapshot",
         "read_round",
         "recent_active",
+        "sent_commit",
         "snapshot",
         "snapshot_acked_bytes",
         "snapshot_done_sent",
@@ -87,6 +88,7 @@ class Progress:
         self.is_learner = is_learner
         self.inflights = Inflights(max_inflight)
         self.read_round = 0
+        self.sent_commit = 0  # the commit index the last append to this peer carried
         self.pending_snapshot = 0
         self.snapshot: Snapshot | None = None
         self.snapshot_next_bytes = 0

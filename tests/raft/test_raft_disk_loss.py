@@ -33,6 +33,8 @@ def write(s: Scenario, leader: int, count: int, tag: str) -> None:
     for i in range(count):
         s.propose(leader, f"w:{tag}={i}".encode())
         s.deliver()
+    s.tick(leader)  # the followers learn the last commit index at the leader's next tick
+    s.deliver()
 
 
 def replies(s: Scenario, node_id: int, kind: MessageType) -> list[Message]:

@@ -16,11 +16,11 @@ def test_random_seeds_catch_a_disabled_rule(rule: str, budget: int) -> None:
     assert run_seed(caught).ok  # with the rule in place the same run is correct
 
 
-# Figure 8 needs a rarer interleaving (about one seed in 1,500 of the default mix reaches
+# Figure 8 needs a rarer interleaving (about one seed in 1,000 of the default mix reaches
 # it: `python -m bench.raft_soak --mutation figure8 --keep-going`), so these are seeds known
 # to reach it. If a change to the simulator moves them, that command finds new ones. The
 # hand-driven Figure 8 scenario in test_raft_scenarios.py catches it deterministically.
-FIGURE8_SEEDS = (0x542, 0x6B4)
+FIGURE8_SEEDS = (0x206A8, 0x208D0)
 
 
 @pytest.mark.parametrize("seed", FIGURE8_SEEDS)
