@@ -94,7 +94,9 @@ class CommandSpec:
     write: bool = False
     needs_auth: bool = True
     plain_read_arity: int = -1  # argc of a read that needs no check beyond arity
-    plain_write_arity: int = -1  # argc of a write that can be proposed as sent
+    # argc of a write that can be proposed as sent: fixed arity, one key (so in
+    # cluster mode the leader has no CROSSSLOT to check), nothing to prepare.
+    plain_write_arity: int = -1
     # Counters for INFO commandstats.
     calls: int = 0
     usec: float = 0.0
@@ -107,9 +109,10 @@ class CommandSpec:
         # Variadic commands and containers of subcommands take the full gate.
         fixed = self.arity > 0 and not self.subcommands
         self.plain_read_arity = self.arity if fixed and not self.write else -1
-        if self.write and self.prepare is None and fixed:
+        one_key = self.keys.first == self.keys.last == 1
+        if self.write and one_key and self.prepare is None and fixed:
             self.plain_write_arity = self.arity
-        elif self.write and self.plain_arity:
+        elif self.write and one_key and self.plain_arity:
             self.plain_write_arity = self.plain_arity
 
     @property

@@ -253,6 +253,11 @@ class Client(asyncio.Protocol):
         # Reads with nothing to check (authenticated, not routed, nothing pending)
         # take the short branch; anything that makes replies wait clears this.
         plain = self.authenticated and not self.routed and not self.pending
+        # Writes with nothing to check: plain_write_arity's, from an authenticated
+        # client, on a standalone node or the leader (which owns every slot).
+        plain_writes = self.authenticated and (not self.routed or node.is_leader)
+        propose = node.proposed.append
+        wait = node.waiters.append
         try:
             for argv in commands:
                 if not argv:
@@ -271,7 +276,7 @@ class Client(asyncio.Protocol):
                             raise MalformedRequest
                         _join(argv)
                         prepared = argv
-                        if not plain or spec.plain_write_arity != argc:
+                        if not plain_writes or spec.plain_write_arity != argc:
                             checked = self._check_write(spec, argv)
                             if checked.__class__ is bytes:
                                 if self.pending:
@@ -296,8 +301,8 @@ class Client(asyncio.Protocol):
                         self.pending += 1
                         self.pending_kind = WRITES
                         plain = False
-                        node.proposed.append(prepared)
-                        node.waiters.append(self)
+                        propose(prepared)
+                        wait(self)
                         wrote = True
                         continue
                     if spec is None or spec.arity != argc or not self.authenticated or self.routed:
