@@ -253,11 +253,6 @@ class Client(asyncio.Protocol):
         # Reads with nothing to check (authenticated, not routed, nothing pending)
         # take the short branch; anything that makes replies wait clears this.
         plain = self.authenticated and not self.routed and not self.pending
-        # Writes with nothing to check: plain_write_arity's, from an authenticated
-        # client, on a standalone node or the leader (which owns every slot).
-        plain_writes = self.authenticated and (not self.routed or node.is_leader)
-        propose = node.proposed.append
-        wait = node.waiters.append
         try:
             for argv in commands:
                 if not argv:
@@ -276,7 +271,13 @@ class Client(asyncio.Protocol):
                             raise MalformedRequest
                         _join(argv)
                         prepared = argv
-                        if not plain_writes or spec.plain_write_arity != argc:
+                        # Nothing to check (even behind other writes): plain_write_arity,
+                        # an authenticated client, a standalone node or the leader.
+                        if (
+                            spec.plain_write_arity != argc
+                            or not self.authenticated
+                            or (self.routed and not node.is_leader)
+                        ):
                             checked = self._check_write(spec, argv)
                             if checked.__class__ is bytes:
                                 if self.pending:
@@ -301,8 +302,8 @@ class Client(asyncio.Protocol):
                         self.pending += 1
                         self.pending_kind = WRITES
                         plain = False
-                        propose(prepared)
-                        wait(self)
+                        node.proposed.append(prepared)
+                        node.waiters.append(self)
                         wrote = True
                         continue
                     if spec is None or spec.arity != argc or not self.authenticated or self.routed:
