@@ -1,10 +1,12 @@
 """The Python cost of one GET on the hot path, without sockets or the kernel.
 
 Owns the in-process figure behind docs/benchmarks.md's "where GET's time
-goes": a real ``Client`` of a real ``Node`` (on an event loop that never
-runs) with a transport that discards what it is given, fed 16 pipelined
-GETs (``--pipeline``) per ``data_received`` on random keys of a 100,000-key
-keyspace, as ``redis-benchmark -P 16 -r 100000 -t get`` sends them. Reports nanoseconds
+goes": 50 real ``Client``s of a real ``Node`` (on an event loop that never
+runs) with transports that discard what they are given, each fed 16
+pipelined GETs (``--pipeline``) per ``data_received`` on random keys of a
+100,000-key keyspace, as ``redis-benchmark -c 50 -P 16 -r 100000 -t get``
+sends them; a loop turn reads every client once, then sends the turn's
+replies (``Node.write_replies``). Reports nanoseconds
 per GET (the best of several runs) for today's code and for variants that
 show what each part costs:
 
@@ -42,6 +44,7 @@ from nomadkv.server.node import Node
 
 KEYSPACE = 100_000
 BATCHES = 4000
+CLIENTS = 50  # redis-benchmark -c 50: connections read in one loop turn
 CRLF = b"\r\n"
 HEADERS = [b"$%d\r\n" % n for n in range(512)]
 
@@ -87,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         data = node.keyspace.data
         for i in range(KEYSPACE):
             data[b"key:%012d" % i] = b"xxx"
-        client = Client(node)
-        client.connection_made(DiscardingTransport())  # type: ignore[arg-type]
+        clients = [Client(node) for _ in range(CLIENTS)]
+        for client in clients:
+            client.connection_made(DiscardingTransport())  # type: ignore[arg-type]
         rng = random.Random(1)
         batches = [
             b"".join(
@@ -103,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         expires = node.keyspace.expires
 
         def through_client() -> None:
-            received = client.data_received
-            for batch in batches:
-                received(batch)
+            # One loop turn: every client's batch read, then the turn's reply burst.
+            received = [client.data_received for client in clients]
+            write_replies = node.write_replies
+            for turn in range(0, BATCHES, CLIENTS):
+                for client_received, batch in zip(received, batches[turn : turn + CLIENTS]):
+                    client_received(batch)
+                write_replies()
 
         def bare(ctx: Any, argv: list[bytes]) -> Any:
             value = data_get(argv[1])

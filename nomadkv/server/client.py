@@ -128,6 +128,7 @@ class Client(asyncio.Protocol):
         "pending",
         "pending_kind",
         "readonly",
+        "reply_queued",
         "resp3",
         "routed",
         "stash",
@@ -170,6 +171,7 @@ class Client(asyncio.Protocol):
         self.close_after_reply = False
         self.closed = False
         self.writing_paused = False
+        self.reply_queued = False  # in node.replying, for this loop turn's burst
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -198,6 +200,11 @@ class Client(asyncio.Protocol):
         node.clients.pop(self.id, None)
         node.stats.net_input_bytes += self.bytes_in
         node.stats.net_output_bytes += self.bytes_out
+
+    def eof_received(self) -> None:
+        """The client half-closed: send what is queued for it, then close (as Redis,
+        which wrote those replies before it read the end of the stream)."""
+        self.flush()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -369,19 +376,14 @@ class Client(asyncio.Protocol):
             self._account_time(ran, _perf_counter() - started)
         if broken:
             self._recover()
-        if out:
-            transport = self.transport
-            if (
-                len(out) == 1
-                and transport is not None
-                and not (self.closed or self.close_after_reply or self.writing_paused)
-            ):
-                # One reply, nothing to check: what flush() does, without the call.
-                data = out.pop()
-                self.bytes_out += len(data)
-                transport.write(data)
-            else:
-                self.flush()
+        if out and not self.reply_queued:
+            # Sent with every other client's replies once this loop turn has read
+            # all it can (Node.write_replies).
+            self.reply_queued = True
+            replying = node.replying
+            if not replying:
+                node.loop.call_soon(node.write_replies)
+            replying.append(self)
 
     def _recover(self) -> None:
         """The stream held something that is not a request: Redis's protocol error
@@ -513,7 +515,7 @@ class Client(asyncio.Protocol):
     def flush(self) -> None:
         transport = self.transport
         out = self.out
-        if transport is None or self.closed:
+        if transport is None or self.closed or not out:
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)

@@ -127,6 +127,8 @@ class Node:
         self.proposed: list[list[bytes]] = []
         self.waiters: list[Client | None] = []
         self._flush_scheduled = False
+        # Clients whose replies wait for this loop turn's burst (Client.queue_replies).
+        self.replying: list[Client] = []
         self._last_entry_ms = 0
         # Entries written but not yet committed: (index, now_ms, commands, waiters).
         # Entries written but not yet committed:
@@ -248,6 +250,21 @@ class Node:
         self.proposed.append(argv)
         self.waiters.append(client)
         self.schedule_flush()
+
+    def write_replies(self) -> None:
+        """Send the replies the clients that were read this loop turn queued.
+
+        As Redis does (handleClientsWithPendingWrites before it sleeps): every
+        readable connection is served first, then the replies leave back to
+        back, so a client process woken by the first finds the others waiting
+        instead of being woken once per reply. Measured with redis-benchmark
+        -t get -c 50 -P 1: 104-106k -> 119-122k req/s, 5.2-5.9 -> 4.5-4.8 us
+        of kernel time per request (docs/benchmarks.md).
+        """
+        clients, self.replying = self.replying, []
+        for client in clients:
+            client.reply_queued = False
+            client.flush()
 
     def schedule_flush(self) -> None:
         """Write this loop turn's proposals as one entry once the turn's reads are done."""
