@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             received = [client.data_received for client in clients]
             write_replies = node.write_replies
             for turn in range(0, BATCHES, CLIENTS):
-                for client_received, batch in zip(received, batches[turn : turn + CLIENTS]):
+                for client_received, batch in zip(
+                    received, batches[turn : turn + CLIENTS], strict=True
+                ):
                     client_received(batch)
                 write_replies()
 
