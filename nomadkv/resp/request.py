@@ -163,10 +163,6 @@ class RequestParser:
         self._tail_len = 0
         self._next_check = FIRST_GROWTH_CHECK
 
-    def has_pending(self) -> bool:
-        """True while a partial (or an undrained) request is buffered."""
-        return bool(self._inline) or self._reader.has_data()
-
     def buffered_bytes(self) -> int:
         """Bytes received and not yet parsed into requests (CLIENT LIST qbuf)."""
         if not self._reader.has_data():

@@ -368,7 +368,7 @@ class Client(asyncio.Protocol):
             broken = True
         except (TypeError, AttributeError, KeyError):  # a value hiredis parsed that is no request
             broken = True
-        if wrote:
+        if wrote and not node.flush_scheduled:
             node.schedule_flush()
         if spec is not None:
             self.last_spec = spec
@@ -507,7 +507,9 @@ class Client(asyncio.Protocol):
         """After a batch of deliveries: send them, and run what waited for them."""
         if self.closed:
             return
-        if not self.pending and (self.stash is not None or self.parser.has_pending()):
+        # process() drains the parser unless it stops at a command that must wait
+        # (kept in stash), so with no stash nothing complete is left to run.
+        if self.stash is not None and not self.pending:
             self.process()
         elif self.out:
             self.flush()

@@ -372,7 +372,7 @@ class ClusterNode(Node):
     # -- writes ------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         if not self.proposed:
             return
         if self.is_leader and self._inflight:

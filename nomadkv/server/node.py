@@ -126,7 +126,7 @@ class Node:
         # schedule_flush(). They are emptied in place, never replaced.
         self.proposed: list[list[bytes]] = []
         self.waiters: list[Client | None] = []
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         # Clients whose replies wait for this loop turn's burst (Client.queue_replies).
         self.replying: list[Client] = []
         self._last_entry_ms = 0
@@ -268,12 +268,12 @@ class Node:
 
     def schedule_flush(self) -> None:
         """Write this loop turn's proposals as one entry once the turn's reads are done."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         if not self.proposed or self.failed:
             return
         commands, waiters = self.proposed[:], self.waiters[:]

@@ -101,7 +101,7 @@ def test_a_failed_fsync_stops_the_node_and_acknowledges_nothing(tmp_path, caplog
         assert waiter.replies == [] and node.keyspace.data == {}
         written = node.log.last_index
         node.propose(waiter, [b"set", b"k2", b"v"])
-        await until(lambda: not node._flush_scheduled, "the next flush")
+        await until(lambda: not node.flush_scheduled, "the next flush")
         assert node.log.last_index == written and waiter.replies == []
         await node.shutdown()  # no fsync retried, nothing committed
         assert syncs == [1] and waiter.replies == []
