@@ -10,9 +10,12 @@ messages); the bus only frames, authenticates and moves them.
   dialled. One direction per connection keeps ordering per sender simple.
 - Authentication is a challenge-response on the cluster secret: the
   acceptor sends a random nonce, the dialler answers with its node id, its
-  advertised address and HMAC-SHA256(secret, nonce | node id | address).
-  The secret never crosses the wire; a peer without it is disconnected
-  before any message is read.
+  advertised address, the identity of its data directory and
+  HMAC-SHA256(secret, nonce | node id | address | identity). The secret
+  never crosses the wire; a peer without it is disconnected before any
+  message is read. A peer whose data directory is not the one it showed
+  before (``on_identity`` says why) is refused: ``REFUSED <why>``, then
+  the connection closes; the refused side logs it and redials with backoff.
 - Outgoing connections bind their source address to the node's own bind
   address (as Redis's ``bind-source-addr``), so per-address firewall rules
   can cut nodes of one machine apart.
@@ -42,8 +45,8 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAX_HANDSHAKE_BYTES = 4096
 
 
-def proof(secret: bytes, nonce: bytes, node_id: bytes, advertise: bytes) -> bytes:
-    message = b"|".join((nonce, node_id, advertise))
+def proof(secret: bytes, nonce: bytes, node_id: bytes, advertise: bytes, identity: bytes) -> bytes:
+    message = b"|".join((nonce, node_id, advertise, identity))
     return hmac.new(secret, message, hashlib.sha256).hexdigest().encode()
 
 
@@ -100,13 +103,22 @@ class _Inbound(asyncio.Protocol):
         bus = self.bus
         if (
             not isinstance(item, list)
-            or len(item) != 4
+            or len(item) != 5
             or item[0] != b"AUTH"
             or not all(isinstance(field, bytes) for field in item)
-            or not hmac.compare_digest(item[2], proof(bus.secret, self.nonce, item[1], item[3]))
+            or not hmac.compare_digest(
+                item[2], proof(bus.secret, self.nonce, item[1], item[3], item[4])
+            )
         ):
             bus.auth_failures += 1
             self._drop("failed authentication")
+            return False
+        refusal = bus.on_identity(item[1], item[4])
+        if refusal is not None:
+            bus.identity_refusals += 1
+            if self.transport is not None:
+                self.transport.write(frame(b"REFUSED", refusal.encode()))
+            self._drop(f"refused node {item[1].decode(errors='replace')}: {refusal}")
             return False
         self.peer_id = item[1]
         if self.handshake_timer is not None:
@@ -143,6 +155,12 @@ class _Outbound(asyncio.Protocol):
             item = None
         if item is False:
             return
+        if isinstance(item, list) and item[:1] == [b"REFUSED"] and len(item) == 2:
+            log.error(
+                "bus: node %s refused this node: %s",
+                self.link.peer_id.decode(),
+                item[1].decode(errors="replace"),
+            )
         if self.ready or not isinstance(item, list) or item[:1] != [b"NONCE"] or len(item) != 2:
             if self.transport is not None:
                 self.transport.close()
@@ -150,8 +168,8 @@ class _Outbound(asyncio.Protocol):
         bus = self.link.bus
         if self.transport is None:
             return
-        token = proof(bus.secret, item[1], bus.node_id, bus.advertise)
-        self.transport.write(frame(b"AUTH", bus.node_id, token, bus.advertise))
+        token = proof(bus.secret, item[1], bus.node_id, bus.advertise, bus.identity)
+        self.transport.write(frame(b"AUTH", bus.node_id, token, bus.advertise, bus.identity))
         self.ready = True
         self.link.connected(self)
 
@@ -173,6 +191,7 @@ class _PeerLink:
         self.dialling = False
         self.redial: asyncio.TimerHandle | None = None
         self.bytes_sent = 0
+        self.connected_at = 0.0
 
     def dial(self) -> None:
         if self.closed or self.dialling or self.protocol is not None:
@@ -201,13 +220,17 @@ class _PeerLink:
 
     def connected(self, protocol: _Outbound) -> None:
         self.protocol = protocol
-        self.backoff_s = BACKOFF_MIN_S
+        self.connected_at = self.bus.loop.time()
         log.info("bus connected to %s at %s:%d", self.peer_id.decode(), self.host, self.port)
 
     def disconnected(self, protocol: _Outbound) -> None:
         if self.protocol is protocol:
             self.protocol = None
             log.info("bus lost %s", self.peer_id.decode())
+            # A connection the peer closes at once (it refused this node) keeps the
+            # backoff growing; one that lived for a while starts over.
+            if self.bus.loop.time() - self.connected_at > BACKOFF_MAX_S:
+                self.backoff_s = BACKOFF_MIN_S
         self._schedule_redial()
 
     def _schedule_redial(self) -> None:
@@ -257,6 +280,7 @@ class PeerBus:
         source_host: str = "",
         advertise: bytes = b"",
         on_address: Callable[[bytes, bytes], None] = lambda peer, address: None,
+        on_identity: Callable[[bytes, bytes], str | None] = lambda peer, identity: None,
     ) -> None:
         self.loop = loop
         self.node_id = node_id
@@ -267,10 +291,15 @@ class PeerBus:
         # of this node, one that joined later, can dial back.
         self.advertise = advertise
         self.on_address = on_address
+        # This node's data directory (nomadkv.storage.identity), sent in every
+        # handshake; set before the first dial. on_identity judges a peer's.
+        self.identity = b""
+        self.on_identity = on_identity
         self.links: dict[bytes, _PeerLink] = {}
         self.inbound: set[_Inbound] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.auth_failures = 0
+        self.identity_refusals = 0
         self.messages_received = 0
 
     async def listen(self, host: str, port: int) -> None:

@@ -38,7 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nomadkv.cluster.slots import key_slot
-from nomadkv.cluster.topology import Member, Topology
+from nomadkv.cluster.topology import Member, Topology, node_name
 from nomadkv.commands.machine import encode_entry
 from nomadkv.commands.table import CommandSpec
 from nomadkv.config import Config
@@ -59,6 +59,7 @@ from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
 from nomadkv.server.node import Node, keyspace_from_chunks, load_snapshot, wall_ms
 from nomadkv.server.proxy import LeaderProxy
+from nomadkv.storage.identity import PeerIdentities, load_or_create_identity
 from nomadkv.storage.raft_storage import RaftStorage, conf_state_meta
 from nomadkv.storage.recovery import lock_data_dir
 from nomadkv.storage.recovery import recover as recover_storage
@@ -107,7 +108,9 @@ class ClusterNode(Node):
             source_host="" if bind in ("0.0.0.0", "::") else bind,
             advertise=advertise,
             on_address=self._on_peer_address,
+            on_identity=self._on_peer_identity,
         )
+        self.peer_identities: PeerIdentities | None = None  # loaded by recover()
         # index -> (entry data, its now_ms, commands, waiters, perf_counter when
         # proposed): this node's proposals in flight.
         self._inflight: dict[
@@ -136,6 +139,8 @@ class ClusterNode(Node):
         started = time.perf_counter()
         storage = self.storage
         self._dir_lock = lock_data_dir(self.config.dir)
+        self.bus.identity = load_or_create_identity(self.config.dir).encode()
+        self.peer_identities = PeerIdentities(self.config.dir)
         recovered = recover_storage(self.log, self.snapshot_dir, keyspace_from_chunks)
         for damaged in recovered.damaged_snapshots:
             log.warning("set aside a damaged snapshot (renamed *.damaged): %s", damaged)
@@ -258,6 +263,37 @@ class ClusterNode(Node):
         if self.members.get(raft_id) != member:
             self.members[raft_id] = member
             self.bus.set_peer(peer, host, member.bus_port)
+
+    def _on_peer_identity(self, peer: bytes, identity: bytes) -> str | None:
+        """A peer authenticated on the bus, showing its data directory's identity: why
+        it is refused, or None. The first identity a member shows is recorded; a
+        different one later is a new incarnation (its data was lost or replaced),
+        which must not vote or acknowledge as the old one did (docs/cluster.md)."""
+        raw, known_ids = self.raw, self.peer_identities
+        if raw is None or known_ids is None:
+            return "this node is not started"
+        try:
+            raft_id = int(peer)
+        except ValueError:
+            return "not a node id"
+        if raft_id not in raw.status().conf_state.members():
+            return None  # not a member here (yet): its messages count for nothing
+        shown = identity.decode("ascii", errors="replace")
+        known = known_ids.get(raft_id)
+        if known is None:
+            try:
+                known_ids.record(raft_id, shown)
+            except OSError as exc:
+                return f"its identity could not be recorded: {exc}"
+            return None
+        if known == shown:
+            return None
+        return (
+            f"node {raft_id} ran here on data directory {known} and now shows {shown}: "
+            f"its data was lost or replaced, so it must rejoin as a new member "
+            f"(CLUSTER FORGET {node_name(raft_id)} on the leader, start it with "
+            f"--cluster-join yes, then CLUSTER MEET it; docs/cluster.md)"
+        )
 
     def _send(self, messages: list[Message]) -> None:
         by_peer: dict[int, list[bytes]] = {}
@@ -568,6 +604,9 @@ class ClusterNode(Node):
             if single.type is ConfChangeType.REMOVE_NODE and single.node_id != self.raft_id:
                 self.members.pop(single.node_id, None)
                 self.bus.remove_peer(str(single.node_id).encode())
+                if self.peer_identities is not None:
+                    # Whoever joins with this id next is a new member, with a new identity.
+                    self.peer_identities.forget({single.node_id})
 
     def add_member(self, member: Member) -> None:
         """CLUSTER MEET: add ``member`` as a learner; it is promoted once caught up."""
@@ -674,6 +713,9 @@ class ClusterNode(Node):
         self.snapshot_index = index
         self.storage.install_snapshot(snapshot, path, meta)
         self._learn_members(meta.get("members", []))
+        if self.peer_identities is not None:  # members removed while this node was behind
+            current = snapshot.meta.conf_state.members()
+            self.peer_identities.forget(set(self.peer_identities.known) - current)
         for stale in [i for i in self._inflight if i <= index]:
             self._answer(self._inflight.pop(stale)[3], LOST)
         log.info("installed a snapshot at index %d (%d keys)", index, len(self.keyspace))
@@ -708,6 +750,10 @@ class ClusterNode(Node):
             "last_index": status.last_index,
             "voters": ",".join(map(str, status.conf_state.voters)),
             "learners": ",".join(map(str, status.conf_state.learners)),
+            # Peers refused on the bus: without the cluster secret, or with a data
+            # directory other than the one they ran on (nomadkv.storage.identity).
+            "bus_auth_failures": self.bus.auth_failures,
+            "bus_identity_refusals": self.bus.identity_refusals,
         }
         for peer_id, progress in status.progress.items():
             if peer_id != self.raft_id:

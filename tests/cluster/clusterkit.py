@@ -119,7 +119,7 @@ def readonly_client(node: ServerProcess, timeout_s: float = 5.0) -> redis.Redis:
         port=node.port,
         socket_timeout=timeout_s,
     )
-    return track_client(redis.Redis(connection_pool=pool))
+    return track_client(redis.Redis.from_pool(pool))  # close() also closes the pool
 
 
 _barriers = itertools.count()

@@ -15,6 +15,10 @@ in, or help elect a leader without entries it had acknowledged.
   with the third node).
 - The same procedure, checked step by step (it leaves the voters before it
   restarts, the snapshot is installed).
+- Restarted empty with its old --peers instead, it is refused: the others
+  know its data directory by its identity (nomadkv.storage.identity), so its
+  acknowledgements do not count and, with one other node down, nothing can
+  commit on its word.
 
 The rates (bytes of snapshot and log the node stored, per second from
 CLUSTER MEET until it applied the leader's index) are printed: run with
@@ -29,6 +33,7 @@ import shutil
 import time
 from collections.abc import Callable
 
+import pytest
 import redis
 from clusterkit import barrier, get_many, leader_among, raft_ids, raft_info, readonly_client
 
@@ -238,3 +243,32 @@ def test_follower_down_while_the_leader_compacts_catches_up_by_snapshot(
         assert b"installed a snapshot at index" in log.read().split(b"recovering")[-1]
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, follower)
+
+
+def test_a_wiped_member_restarted_as_a_founder_is_refused(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    barrier(leader, cluster.nodes)  # every node has shown the others its identity
+    wiped, other = [node for node in cluster.nodes if node is not leader]
+    wipe(wiped)
+    wiped.start()  # its old --peers, no --cluster-join: it would found the group again
+
+    def refused_by(node: ServerProcess) -> bool:
+        return int(raft_info(node)["bus_identity_refusals"]) > 0
+
+    wait_until(lambda: refused_by(leader) and refused_by(other), 15, "both to refuse it")
+    with open(wiped.log_path, "rb") as log:
+        assert b"refused this node" in log.read()
+    assert raft_info(wiped)["role"] != "leader"
+
+    # Its acknowledgements count for nothing: with the other node down, the
+    # leader has no quorum, and a write is not acknowledged.
+    other.kill()
+    client = leader.client(socket_timeout=5)
+    try:
+        with pytest.raises((redis.RedisError, OSError)):
+            client.set("on-the-word-of-a-wiped-node", "1")
+    finally:
+        client.close()

@@ -1,0 +1,70 @@
+"""Which data directory a node runs on, and which ones its peers ran on.
+
+Owns two small files of a cluster node's data directory:
+
+- ``identity``: a random id created with the directory's first start and
+  never changed. A node whose directory was wiped or replaced comes back
+  with a new one, so its peers can tell the new incarnation from the one
+  that cast votes and acknowledged entries (docs/cluster.md, "A member that
+  lost its data").
+- ``peer-identities.json``: the identity each peer first showed this node
+  on the bus, by Raft id. Written (fsync'd) before that peer's first
+  message is taken, so it survives a crash.
+
+Both are written whole to a temporary name, fsync'd and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from nomadkv.storage.snapshot import write_bytes_atomically
+
+IDENTITY_NAME = "identity"
+PEER_IDENTITIES_NAME = "peer-identities.json"
+
+
+def load_or_create_identity(data_dir: str) -> str:
+    """This directory's identity, created (durably) on its first start."""
+    path = os.path.join(data_dir, IDENTITY_NAME)
+    try:
+        with open(path, "rb") as f:
+            identity = f.read().decode("ascii").strip()
+    except FileNotFoundError:
+        identity = ""
+    if not identity:
+        identity = os.urandom(16).hex()
+        write_bytes_atomically(path, identity.encode("ascii") + b"\n")
+    return identity
+
+
+class PeerIdentities:
+    """The identity each peer first showed, by Raft id, kept in the data directory."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = os.path.join(data_dir, PEER_IDENTITIES_NAME)
+        try:
+            with open(self.path, "rb") as f:
+                stored = json.loads(f.read())
+            self.known = {int(raft_id): str(identity) for raft_id, identity in stored.items()}
+        except FileNotFoundError:
+            self.known = {}
+
+    def get(self, raft_id: int) -> str | None:
+        return self.known.get(raft_id)
+
+    def record(self, raft_id: int, identity: str) -> None:
+        self.known[raft_id] = identity
+        self._save()
+
+    def forget(self, raft_ids: set[int] | frozenset[int]) -> None:
+        """Drop these peers: whichever incarnation shows up next is recorded."""
+        if raft_ids & self.known.keys():
+            for raft_id in raft_ids:
+                self.known.pop(raft_id, None)
+            self._save()
+
+    def _save(self) -> None:
+        body = json.dumps({str(k): v for k, v in sorted(self.known.items())}).encode()
+        write_bytes_atomically(self.path, body)
