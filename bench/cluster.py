@@ -26,13 +26,11 @@ always, ReadIndex reads) started here, in four phases:
 3. catch-up: ``--catchup-keys`` keys with random values, a snapshot on the
    leader (SAVE, which compacts its log), ``--catchup-tail-keys`` more keys
    in the log after it; then a follower is stopped, its data directory
-   wiped, and started again with its id; the time until its applied index
+   wiped, and brought back as a new member (CLUSTER FORGET, start empty
+   with ``--cluster-join``, CLUSTER MEET: restarted with its old
+   ``--peers`` its peers would refuse it); the time until its applied index
    reaches the leader's, and the bytes the leader sent it on the bus
-   (``bytes_sent`` of the peer in ``INFO raft``) per second. Should a wiped
-   node fail to rejoin with its old id, the node is brought back the way
-   Raft always supports instead (CLUSTER FORGET, start empty with
-   ``--cluster-join``, CLUSTER MEET) and that is measured; both outcomes
-   are recorded.
+   (``bytes_sent`` of the peer in ``INFO raft``) per second.
 4. profile (only with ``--phases profile``): py-spy (or perf) samples the
    leader and one follower under SET ``-P 16`` and GET ``-P 1``.
 
@@ -888,26 +886,6 @@ def watch_catch_up(
     return bytes_sent_to(leader, peer) - sent_before
 
 
-def catch_up_restart(cluster: LocalCluster, leader: ServerProcess, node: ServerProcess) -> CatchUp:
-    """Stop ``node``, wipe it, start it again with its id (the issue's scenario)."""
-    peer = raft_id(cluster, node)
-    wipe(node)
-    target = int(raft_info(leader)["commit_index"])
-    sent_before = bytes_sent_to(leader, peer)
-    log_offset = os.path.getsize(node.log_path)
-    run = CatchUp("restart with the same id")
-    run.started_at = time.monotonic()
-    try:
-        node.start(timeout_s=60)
-    except Exception as exc:  # StartError: it died before its first PONG
-        run.failure = f"did not start: {exc}"
-        return run
-    run.ready_at = time.monotonic()
-    run.extra["bytes_sent"] = watch_catch_up(leader, node, peer, target, sent_before, run)
-    finish(run, node, log_offset)
-    return run
-
-
 def catch_up_rejoin(cluster: LocalCluster, leader: ServerProcess, node: ServerProcess) -> CatchUp:
     """Bring ``node`` back empty the way Raft always supports: CLUSTER FORGET it,
     start it with --cluster-join, CLUSTER MEET it."""
@@ -1006,11 +984,9 @@ def catchup_phase(options: Options, workdir: str) -> dict[str, Any]:
             flush=True,
         )
         node = next(n for n in cluster.nodes if n is not leader)
-        runs = [catch_up_restart(cluster, leader, node)]
-        if runs[0].caught_up_at is None:
-            print(f"  the wiped node did not catch up with its old id: {runs[0].failure}")
-            print("  bringing it back with CLUSTER FORGET / --cluster-join / CLUSTER MEET")
-            runs.append(catch_up_rejoin(cluster, leader, node))
+        # Restarted wiped with its old id, it would be refused (docs/cluster.md, "A
+        # member that lost its data"): it comes back as a new member.
+        runs = [catch_up_rejoin(cluster, leader, node)]
     attempts = [catch_up_result(run) for run in runs]
     result = {
         "keys": keys,
