@@ -65,6 +65,20 @@ def write_spec(name: bytes) -> CommandSpec:
     return spec
 
 
+def write_specs(commands: list[list[bytes]]) -> list[CommandSpec]:
+    """Each command's write spec, looked up once per distinct name in the entry."""
+    found: dict[bytes, CommandSpec] = {}
+    specs: list[CommandSpec] = []
+    append = specs.append
+    for argv in commands:
+        name = argv[0]
+        spec = found.get(name)
+        if spec is None:
+            spec = found[name] = write_spec(name)
+        append(spec)
+    return specs
+
+
 def _ignore(index: int, argv: list[bytes], error: Exception) -> None:
     return None
 
@@ -91,7 +105,7 @@ class StateMachine:
         """Apply an entry read back from the log (replay) or from a leader: every
         command must decode and name a write command, or the entry is refused."""
         now_ms, commands = decode_entry(payload)
-        self._apply(index, now_ms, commands, [write_spec(argv[0]) for argv in commands])
+        self._apply(index, now_ms, commands, write_specs(commands))
 
     def _apply(
         self, index: int, now_ms: int, commands: list[list[bytes]], specs: list[CommandSpec]
