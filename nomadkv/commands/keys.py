@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import re
-from itertools import islice
 
 from nomadkv.commands.context import Session
 from nomadkv.commands.glob import compile_pattern
@@ -39,6 +38,7 @@ EXPIRED = b"nomadkv.expired"
 DATABASES = 16  # Redis's default: COPY's DB index is checked against it before cluster mode
 SCAN_COUNT_DEFAULT = 10
 RANDOMKEY_TRIES = 16  # random picks before listing the live keys (all may be expired)
+_RANDOMKEY_RNG = random.Random()  # seeded from the OS
 UINT64_MAX = 2**64 - 1
 _CURSOR = re.compile(rb"([+-]?)0*(\d+)")
 
@@ -139,16 +139,16 @@ def cmd_scan(ctx: Session, argv: list[bytes]) -> ReplyT:
 def cmd_randomkey(ctx: Session, argv: list[bytes]) -> ReplyT:
     """RANDOMKEY
 
-    Randomness only here, in a read: the pick is drawn from a generator seeded
-    by the keyspace's counters and the time, so the same state replays alike.
+    A read, so the pick needs no agreement between replicas: it comes from
+    this process's own generator.
     """
     ks, now_ms = ctx.keyspace, ctx.now_ms
-    data = ks.data
-    rng = random.Random(hash((now_ms, ks.hits, ks.misses, ks.removals, len(data))))
+    if not ks.data:
+        return NULL
+    rng = _RANDOMKEY_RNG
+    keys = ks.sample_keys()
     for _ in range(RANDOMKEY_TRIES):
-        if not data:
-            return NULL
-        key = next(islice(data, rng.randrange(len(data)), None))
+        key = keys[rng.randrange(len(keys))]
         if ks.peek(key, now_ms) is not None:
             return bulk(key)
     live = list(ks.live_keys(now_ms))

@@ -79,6 +79,7 @@ class Keyspace:
 
     __slots__ = (
         "_deadline_heap",
+        "_sample_order",
         "_scan_order",
         "data",
         "expired_seen",
@@ -99,6 +100,7 @@ class Keyspace:
         self.misses = 0
         self.removals = 0
         self._scan_order: ScanOrder | None = None
+        self._sample_order: ScanOrder | None = None  # RANDOMKEY's (sample_keys)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -175,6 +177,20 @@ class Keyspace:
             return 0, keys
         return (order.removals & _POSITION_MASK) << _POSITION_BITS | end, keys
 
+    def sample_keys(self) -> list[bytes]:
+        """Keys to draw RANDOMKEY's pick from, in O(1) amortized rather than a walk
+        of the dict per draw: a copy of the keys, taken again once an eighth of
+        the keyspace has changed since (at every change while it is small). It
+        may hold keys removed since (the caller checks) and miss keys added since."""
+        order = self._sample_order
+        if order is not None:
+            size = len(self.data)
+            changed = abs(size - len(order.keys)) + self.removals - order.removals
+            if not changed or (size > SAMPLE_EXACT_BELOW and changed * 8 <= len(order.keys)):
+                return order.keys
+        order = self._sample_order = ScanOrder(self.data, self.removals)
+        return order.keys
+
     # -- writes: only from apply ---------------------------------------------
 
     def lookup(self, key: bytes, now_ms: int) -> Value | None:
@@ -231,6 +247,7 @@ class Keyspace:
         self._deadline_heap = other._deadline_heap
         self.expired_seen = set()
         self._scan_order = None
+        self._sample_order = None
 
     def flush(self) -> None:
         self.removals += len(self.data) + 1
@@ -239,6 +256,7 @@ class Keyspace:
         self._deadline_heap.clear()
         self.expired_seen.clear()
         self._scan_order = None
+        self._sample_order = None
 
     # -- active expiry -------------------------------------------------------
 
@@ -314,6 +332,7 @@ class ScanOrder:
         self.stamp = (len(self.keys), removals)
 
 
+SAMPLE_EXACT_BELOW = 4096  # keys: below this, RANDOMKEY draws from an exact copy
 _POSITION_BITS = 32
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
 
