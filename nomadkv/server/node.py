@@ -127,10 +127,9 @@ class Node:
         self.proposed: list[list[bytes]] = []
         self.waiters: list[Client | None] = []
         self.flush_scheduled = False
-        # Clients whose replies wait for this loop turn's burst (Client.queue_replies).
+        # Clients whose replies wait for this loop turn's burst (queued by Client.process).
         self.replying: list[Client] = []
         self._last_entry_ms = 0
-        # Entries written but not yet committed: (index, now_ms, commands, waiters).
         # Entries written but not yet committed:
         # (index, now_ms, commands, waiters, perf_counter when proposed).
         self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Client | None], float]] = (
