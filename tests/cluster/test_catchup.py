@@ -114,67 +114,13 @@ def check_all_keys(leader: ServerProcess, node: ServerProcess) -> None:
         reference.close()
 
 
-def test_wiped_follower_catches_up_from_snapshot_and_log(
-    make_cluster: Callable[..., LocalCluster],
+def rejoin_as_new_member(
+    cluster: LocalCluster, leader: ServerProcess, node: ServerProcess, label: str
 ) -> None:
-    cluster = make_cluster(snapshot_after_log_bytes="2mb")
-    leader = fill_and_compact(cluster)
-    follower = next(node for node in cluster.nodes if node is not leader)
-    raft_id = cluster.nodes.index(follower) + 1
-    data_dir = wipe(follower)
-    admin = leader.client(socket_timeout=10)
-    assert admin.execute_command("CLUSTER", "FORGET", node_name(raft_id)) in (True, b"OK")
-    wait_until(
-        lambda: raft_id not in raft_ids(raft_info(leader)["voters"]),
-        10,
-        f"node {raft_id} to leave the group",
-    )
-    write_keys(leader, "while-down", 1000)
-    target = int(raft_info(leader)["applied_index"])
-
-    follower.argv += ["--cluster-join", "yes"]
-    follower.start()
-    started = time.monotonic()
-    assert admin.execute_command("CLUSTER", "MEET", follower.host, follower.port) in (True, b"OK")
-
-    def caught_up() -> bool:
-        assert follower.alive(), f"the wiped follower stopped; its log:\n{follower.log_tail(8)}"
-        return applied_index(follower) >= target
-
-    wait_until(caught_up, 60, "the wiped follower to catch up")
-    elapsed_s = time.monotonic() - started
-    received = directory_bytes(os.path.join(data_dir, "snapshots")) + directory_bytes(
-        os.path.join(data_dir, "log")
-    )
-    keys = sum(count for _, count in PREFIXES)
-    print(
-        f"wiped follower: {received / 1e6:.1f} MB of snapshot and log ({keys} keys) in "
-        f"{elapsed_s:.2f} s from CLUSTER MEET: {received / 1e6 / elapsed_s:.1f} MB/s, "
-        f"{keys / elapsed_s:.0f} keys/s"
-    )
-    wait_until(
-        lambda: raft_id in raft_ids(raft_info(leader)["voters"]),
-        20,
-        f"node {raft_id} to be promoted to voter again",
-    )
-    admin.close()
-    barrier(leader, cluster.nodes, timeout_s=30)
-    check_all_keys(leader, follower)
-
-    # A full voter again: without the old leader, the other two need its vote.
-    leader.kill()
-    survivors = [node for node in cluster.nodes if node is not leader]
-    new_leader = leader_among(survivors, timeout_s=15)
-    barrier(new_leader, survivors, timeout_s=30)
-    check_all_keys(new_leader, follower)
-
-
-def test_wiped_node_forgotten_and_met_again_catches_up(
-    make_cluster: Callable[..., LocalCluster],
-) -> None:
-    cluster = make_cluster(snapshot_after_log_bytes="2mb")
-    leader = fill_and_compact(cluster)
-    node = next(n for n in cluster.nodes if n is not leader)
+    """Wipe ``node`` and bring it back the supported way: CLUSTER FORGET it (1000
+    keys are written while it is out), start it empty with --cluster-join, CLUSTER
+    MEET it. Returns once it has caught up (the rate is printed), is a voter again
+    and holds every key."""
     raft_id = cluster.nodes.index(node) + 1
     data_dir = wipe(node)
     admin = leader.client(socket_timeout=10)
@@ -190,18 +136,20 @@ def test_wiped_node_forgotten_and_met_again_catches_up(
     node.argv += ["--cluster-join", "yes"]
     node.start()
     started = time.monotonic()
-    reply = admin.execute_command("CLUSTER", "MEET", node.host, node.port)
-    assert reply in (True, b"OK")
-    wait_until(lambda: applied_index(node) >= target, 60, "the new member to catch up")
+    assert admin.execute_command("CLUSTER", "MEET", node.host, node.port) in (True, b"OK")
+
+    def caught_up() -> bool:
+        assert node.alive(), f"the {label} stopped; its log:\n{node.log_tail(8)}"
+        return applied_index(node) >= target
+
+    wait_until(caught_up, 60, f"the {label} to catch up")
     elapsed_s = time.monotonic() - started
     received = directory_bytes(os.path.join(data_dir, "snapshots")) + directory_bytes(
         os.path.join(data_dir, "log")
     )
-    with open(node.log_path, "rb") as log:
-        assert b"installed a snapshot at index" in log.read(), "no snapshot was installed"
     keys = sum(count for _, count in PREFIXES)
     print(
-        f"wiped node rejoining: {received / 1e6:.1f} MB of snapshot and log ({keys} keys) in "
+        f"{label}: {received / 1e6:.1f} MB of snapshot and log ({keys} keys) in "
         f"{elapsed_s:.2f} s from CLUSTER MEET: {received / 1e6 / elapsed_s:.1f} MB/s, "
         f"{keys / elapsed_s:.0f} keys/s"
     )
@@ -213,6 +161,33 @@ def test_wiped_node_forgotten_and_met_again_catches_up(
     admin.close()
     barrier(leader, cluster.nodes, timeout_s=30)
     check_all_keys(leader, node)
+
+
+def test_wiped_follower_catches_up_from_snapshot_and_log(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster(snapshot_after_log_bytes="2mb")
+    leader = fill_and_compact(cluster)
+    follower = next(node for node in cluster.nodes if node is not leader)
+    rejoin_as_new_member(cluster, leader, follower, "wiped follower")
+
+    # A full voter again: without the old leader, the other two need its vote.
+    leader.kill()
+    survivors = [node for node in cluster.nodes if node is not leader]
+    new_leader = leader_among(survivors, timeout_s=15)
+    barrier(new_leader, survivors, timeout_s=30)
+    check_all_keys(new_leader, follower)
+
+
+def test_wiped_node_forgotten_and_met_again_catches_up(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster(snapshot_after_log_bytes="2mb")
+    leader = fill_and_compact(cluster)
+    node = next(n for n in cluster.nodes if n is not leader)
+    rejoin_as_new_member(cluster, leader, node, "wiped node rejoining")
+    with open(node.log_path, "rb") as log:
+        assert b"installed a snapshot at index" in log.read(), "no snapshot was installed"
 
 
 def test_follower_down_while_the_leader_compacts_catches_up_by_snapshot(
