@@ -57,7 +57,13 @@ from nomadkv.raft.errors import DecodeError, InvariantViolation, RequestDropped,
 from nomadkv.raft.message import Message
 from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
-from nomadkv.server.node import Node, keyspace_from_chunks, load_snapshot, wall_ms
+from nomadkv.server.node import (
+    GATHER_TURNS_MAX,
+    Node,
+    keyspace_from_chunks,
+    load_snapshot,
+    wall_ms,
+)
 from nomadkv.server.proxy import LeaderProxy
 from nomadkv.storage.identity import PeerIdentities, load_or_create_identity
 from nomadkv.storage.raft_storage import RaftStorage, conf_state_meta
@@ -117,6 +123,7 @@ class ClusterNode(Node):
             int, tuple[bytes, int, list[list[bytes]], list[Client | None], float]
         ] = {}
         self._ready_scheduled = False
+        self._gathered = 0  # writes waiting when the next entry last waited a turn
         # Linearizable reads: gathered during a loop turn, one ReadIndex round each turn.
         self.reads: list[tuple[Client, CommandSpec, list[bytes]]] = []
         self._reads_scheduled = False
@@ -418,6 +425,8 @@ class ClusterNode(Node):
             # three nodes on two cores, each entry's fixed cost is what limits
             # throughput (docs/benchmarks.md, Cluster).
             return
+        if self._writes_still_arriving():
+            return
         commands, waiters = self.proposed[:], self.waiters[:]
         self.proposed.clear()
         self.waiters.clear()
@@ -434,6 +443,22 @@ class ClusterNode(Node):
         self._inflight[index] = (data, now_ms, commands, waiters, time.perf_counter())
         self.stats.log_bytes_written += len(data)
         self._schedule_ready()
+
+    def _writes_still_arriving(self) -> bool:
+        """Whether the next entry waits one more loop turn (up to GATHER_TURNS_MAX)
+        because the turn just run brought new writes, as a standalone node's fsync
+        does (Node._sync_written). Without it, the first writes read after a commit
+        went out alone and the rest waited a whole round: 50 clients at -P 1 split
+        into two halves that took turns (docs/decisions.md)."""
+        count = len(self.proposed)
+        if self._gather_turns < GATHER_TURNS_MAX and count != self._gathered:
+            self._gather_turns += 1
+            self._gathered = count
+            self.schedule_flush()
+            return True
+        self._gather_turns = 0
+        self._gathered = 0
+        return False
 
     def _apply(self, entries: list[Entry]) -> None:
         machine = self.machine

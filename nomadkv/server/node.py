@@ -67,8 +67,9 @@ CLOCK_INTERVAL_S = 0.05  # resolution of clock_ms: client idle times and timeout
 EXPIRY_KEYS_PER_CYCLE = 1000
 STORAGE_FAILURE_EXIT = 1  # as Redis when it cannot write or fsync its AOF
 PR_SET_PDEATHSIG = 1
-# Loop turns an fsync may wait for writes still arriving (Node._sync_written).
-SYNC_DEFERRALS_MAX = 3
+# Loop turns a group commit may wait for writes still arriving: an fsync
+# (Node._sync_written) or a cluster leader's next entry (ClusterNode._flush).
+GATHER_TURNS_MAX = 3
 
 
 def wall_ms() -> int:
@@ -139,7 +140,7 @@ class Node:
         )
         self._everysec_dirty = False
         self._sync_scheduled = False
-        self._sync_deferrals = 0
+        self._gather_turns = 0
         self.synced_index = 0
         # Snapshots.
         self.snapshot_index = 0
@@ -306,7 +307,7 @@ class Node:
         """appendfsync always: fsync the entries written, then apply and answer them.
 
         Group commit on the loop's own thread, once every readable connection has
-        been served. The fsync waits one more loop turn (up to SYNC_DEFERRALS_MAX)
+        been served. The fsync waits one more loop turn (up to GATHER_TURNS_MAX)
         while the turn just run brought new writes: those write their entry and
         join this fsync instead of waiting a whole fsync for the next one. Without
         it, 50 clients sending one write each settle into two halves that take
@@ -316,11 +317,11 @@ class Node:
             return  # shutdown() syncs and commits everything written
         if self.flush_scheduled:
             self._flush()
-            if self._sync_deferrals < SYNC_DEFERRALS_MAX:
-                self._sync_deferrals += 1
+            if self._gather_turns < GATHER_TURNS_MAX:
+                self._gather_turns += 1
                 self.loop.call_soon(self._sync_written)
                 return
-        self._sync_deferrals = 0
+        self._gather_turns = 0
         self._sync_scheduled = False
         if self.sync_log():
             self._commit_through(self.log.last_index)
