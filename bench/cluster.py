@@ -1069,7 +1069,7 @@ def summarise_busy(raw_path: str, top: int) -> str:
                 busy.write(entry)
     share = waiting / total if total else 0.0
     return (
-        f"{share:.0%} of {total} samples waiting (fsync worker idle, uvloop's C loop); "
+        f"{share:.0%} of {total} samples waiting (idle worker threads, uvloop's C loop); "
         f"the rest:\n\n{hotpath.summarise_py_spy(busy_path, top)}"
     )
 
