@@ -70,6 +70,7 @@ from redis.retry import Retry
 
 from bench import dataset, hotpath, loadgen, machine, memory, report, throughput
 from nomadkv.harness import LocalCluster, ServerProcess, free_port, redis_server, wait_until
+from nomadkv.storage.log import stored_bytes
 
 SET_TARGET = 0.6  # against redis-server --appendonly yes --appendfsync always, -P 1 and -P 16
 GET_TARGET = 0.7  # ReadIndex GET against an in-memory redis-server, -P 1
@@ -798,22 +799,13 @@ def failover_table(result: dict[str, Any]) -> str:
 # -- 3. catch-up ----------------------------------------------------------------------------
 
 
-def directory_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
-    return total
-
-
 def data_dir(node: ServerProcess) -> str:
     return os.path.dirname(node.log_path)
 
 
-def stored_bytes(node: ServerProcess) -> dict[str, int]:
+def node_stored_bytes(node: ServerProcess) -> dict[str, int]:
     """Bytes of the node's snapshots and log on disk."""
-    return {
-        part: directory_bytes(os.path.join(data_dir(node), part)) for part in ("snapshots", "log")
-    }
+    return {part: stored_bytes(os.path.join(data_dir(node), part)) for part in ("snapshots", "log")}
 
 
 def wipe(node: ServerProcess) -> None:
@@ -921,7 +913,7 @@ def catch_up_rejoin(cluster: LocalCluster, leader: ServerProcess, node: ServerPr
 
 def finish(run: CatchUp, node: ServerProcess, log_offset: int) -> None:
     """What the node stored and logged while it came back."""
-    run.extra["stored_bytes"] = stored_bytes(node)
+    run.extra["stored_bytes"] = node_stored_bytes(node)
     text = log_since(node, log_offset)
     run.extra["snapshot_installed"] = b"installed a snapshot at index" in text
     if not run.caught_up_at and RAFT_INVARIANT_BROKEN in text:
@@ -976,7 +968,7 @@ def catchup_phase(options: Options, workdir: str) -> dict[str, Any]:
         )
         leader = wait_caught_up(cluster)
         info = raft_info(leader)
-        leader_stored = stored_bytes(leader)
+        leader_stored = node_stored_bytes(leader)
         print(
             f"  loaded in {load_s:.1f} s, SAVE {save_s:.1f} s; leader {leader.host}: log "
             f"{info['first_index']}..{info['last_index']}, snapshot "

@@ -37,6 +37,7 @@ import redis
 
 from bench import dataset, machine, report
 from nomadkv.harness import ServerProcess, nomadkv_node, redis_server, wait_until
+from nomadkv.storage.log import stored_bytes
 from nomadkv.storage.snapshot import list_snapshots
 
 RSS_RATIO_TARGET = 2.5
@@ -84,14 +85,6 @@ def reported_recovery_s(node: ServerProcess) -> float | None:
     except OSError:
         return None
     return float(matches[-1][2]) if matches else None
-
-
-def directory_bytes(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 def take_snapshot(node: ServerProcess, data_dir: str) -> str:
@@ -178,7 +171,7 @@ def run(keys: int = 1_000_000, value_size: int = 16) -> dict[str, Any]:
             reference.stop()
 
             node.stop()
-            result["nomadkv"]["log_bytes"] = directory_bytes(os.path.join(node_dir, "log"))
+            result["nomadkv"]["log_bytes"] = stored_bytes(os.path.join(node_dir, "log"))
             from_log_s = timed_start(node)
             if dbsize(node) != keys:
                 raise RuntimeError("NomadKV lost keys over a restart from its log")
@@ -187,9 +180,7 @@ def run(keys: int = 1_000_000, value_size: int = 16) -> dict[str, Any]:
             result["nomadkv"]["rss_after_log_restart_bytes"] = machine.rss_bytes(node.pid)
 
             result["nomadkv"]["snapshot_method"] = take_snapshot(node, node_dir)
-            result["nomadkv"]["snapshot_bytes"] = directory_bytes(
-                os.path.join(node_dir, "snapshots")
-            )
+            result["nomadkv"]["snapshot_bytes"] = stored_bytes(os.path.join(node_dir, "snapshots"))
             from_snapshot_s = timed_start(node)
             if dbsize(node) != keys:
                 raise RuntimeError("NomadKV lost keys over a restart from its snapshot")

@@ -35,7 +35,7 @@ from bench import dataset, machine
 from nomadkv.commands.machine import encode_entry
 from nomadkv.harness import ServerProcess, nomadkv_node, wait_until
 from nomadkv.server.node import KIND_COMMANDS, TERM
-from nomadkv.storage.log import Log
+from nomadkv.storage.log import Log, stored_bytes
 
 KEY_FORMAT = b"key:%012d"
 RECOVERED = re.compile(rb"recovered (\d+) keys, applied index (\d+), in ([0-9.]+) s")
@@ -53,14 +53,6 @@ def timed_start(node: ServerProcess) -> float:
     started = time.perf_counter()
     node.start(timeout_s=300)
     return time.perf_counter() - started
-
-
-def directory_bytes(path: str) -> int:
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _dirs, files in os.walk(path)
-        for name in files
-    )
 
 
 def dbsize(node: ServerProcess) -> int:
@@ -151,7 +143,7 @@ def run(keys: int, value_size: int) -> dict[str, Any]:
             result["load_seconds"] = load_s
             result["rss_loaded_bytes"] = machine.rss_bytes(node.pid)
             node.stop()
-            result["log_bytes"] = directory_bytes(os.path.join(data_dir, "log"))
+            result["log_bytes"] = stored_bytes(os.path.join(data_dir, "log"))
 
             result["restart_from_log_seconds"] = timed_start(node)
             assert dbsize(node) == keys
@@ -160,7 +152,7 @@ def run(keys: int, value_size: int) -> dict[str, Any]:
             result["rss_after_log_restart_bytes"] = machine.rss_bytes(node.pid)
 
             result.update(bgsave_figures(node))
-            result["snapshot_bytes"] = directory_bytes(os.path.join(data_dir, "snapshots"))
+            result["snapshot_bytes"] = stored_bytes(os.path.join(data_dir, "snapshots"))
             node.stop()
 
             result["restart_from_snapshot_seconds"] = timed_start(node)
@@ -195,7 +187,7 @@ def worst_case_replay(data_dir: str, keys: int, template: bytes) -> dict[str, An
     finally:
         node.stop()
     return {
-        "single_entry_log_bytes": directory_bytes(os.path.join(data_dir, "log")),
+        "single_entry_log_bytes": stored_bytes(os.path.join(data_dir, "log")),
         "restart_from_single_entry_log_seconds": restart_s,
         "restart_from_single_entry_log_recovery_seconds": float(recovered[2])
         if recovered

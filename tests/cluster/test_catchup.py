@@ -39,6 +39,7 @@ from clusterkit import barrier, get_many, leader_among, raft_ids, raft_info, rea
 
 from nomadkv.cluster.topology import node_name
 from nomadkv.harness import LocalCluster, ServerProcess, wait_until
+from nomadkv.storage.log import stored_bytes
 
 KEYS = 100_000
 BATCH = 2000
@@ -58,14 +59,6 @@ def write_keys(leader: ServerProcess, prefix: str, count: int) -> None:
 def value_of(prefix: str, i: int) -> bytes:
     # 64 hex digits that zstd cannot squeeze to nothing: the snapshot has a real size.
     return hashlib.blake2b(f"{prefix}:{i}".encode(), digest_size=32).hexdigest().encode()
-
-
-def directory_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 def applied_index(node: ServerProcess) -> int:
@@ -144,7 +137,7 @@ def rejoin_as_new_member(
 
     wait_until(caught_up, 60, f"the {label} to catch up")
     elapsed_s = time.monotonic() - started
-    received = directory_bytes(os.path.join(data_dir, "snapshots")) + directory_bytes(
+    received = stored_bytes(os.path.join(data_dir, "snapshots")) + stored_bytes(
         os.path.join(data_dir, "log")
     )
     keys = sum(count for _, count in PREFIXES)

@@ -59,6 +59,16 @@ def record_offsets(path: str) -> list[int]:
     return offsets
 
 
+def record_offsets_until_zeros(path: str) -> int:
+    """Where a segment's records end: the file's size, or where zeros begin."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos + HEADER_SIZE <= len(data) and any(data[pos : pos + HEADER_SIZE]):
+        pos += HEADER_SIZE + struct.unpack_from("<I", data, pos)[0]
+    return pos
+
+
 def patch(path: str, offset: int, data: bytes) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -323,6 +333,61 @@ def test_a_zero_filled_tail_is_cut(tmp_path) -> None:
     assert log.last_index == 30 and os.path.getsize(segments(tmp_path)[-1]) == size
 
 
+def synced_log(path, count: int, segment_bytes: int = 1 << 20) -> Log:
+    """A log whose records were synced one by one and that was never closed (a crash)."""
+    log = Log(str(path), segment_bytes)
+    log.open()
+    for index in range(1, count + 1):
+        log.append([(index, 1, 1, payload_of(index))])
+        log.sync()
+    return log
+
+
+def test_sync_keeps_zeros_ahead_that_a_crash_leaves_and_recovery_cuts_silently(
+    tmp_path,
+) -> None:
+    synced_log(tmp_path, 30)
+    (path,) = segments(tmp_path)
+    records_end = record_offsets_until_zeros(path)
+    assert os.path.getsize(path) >= records_end + log_module.PREALLOCATE_BYTES // 2
+    log = reopened(tmp_path)
+    assert (log.last_index, log.torn_bytes_truncated) == (30, 0)
+    assert os.path.getsize(path) == records_end
+    log.append([(31, 1, 1, b"after")])
+    log.sync()
+    assert [r.payload for r in reopened(tmp_path).read(30)] == [payload_of(30), b"after"]
+
+
+def test_a_record_torn_inside_the_preallocated_zeros_is_reported(tmp_path) -> None:
+    synced_log(tmp_path, 30)
+    (path,) = segments(tmp_path)
+    records_end = record_offsets_until_zeros(path)
+    patch(path, records_end, encode_record(31, 1, 1, b"x" * 500)[:300])
+    log = reopened(tmp_path)
+    assert log.last_index == 30 and log.torn_bytes_truncated > 300
+    assert log.torn_problem.endswith(f"at byte {records_end}: checksum mismatch")
+    assert os.path.getsize(path) == records_end
+
+
+def test_only_the_tail_segment_holds_zeros_and_close_cuts_them(tmp_path) -> None:
+    log = synced_log(tmp_path, 300, segment_bytes=4096)
+    older = segments(tmp_path)[:-1]
+    assert len(older) > 3
+    assert all(os.path.getsize(p) == record_offsets_until_zeros(p) for p in older)
+    assert os.path.getsize(segments(tmp_path)[-1]) > 4096
+    log.close()
+    assert all(os.path.getsize(p) == record_offsets_until_zeros(p) for p in segments(tmp_path))
+    assert indexes(reopened(tmp_path, 4096)) == list(range(1, 301))
+
+
+def test_a_log_that_is_never_synced_is_never_preallocated(tmp_path) -> None:
+    log = Log(str(tmp_path))
+    log.open()
+    log.append([(i, 1, 1, payload_of(i)) for i in range(1, 31)])
+    (path,) = segments(tmp_path)
+    assert os.path.getsize(path) == record_offsets_until_zeros(path)
+
+
 def test_a_last_record_whose_end_never_landed_is_cut(tmp_path) -> None:
     def zero_end_of_last_record(path: str) -> None:
         last = record_offsets(path)[-1]
@@ -454,16 +519,16 @@ def test_a_write_that_fails_leaves_no_partial_record(tmp_path, monkeypatch) -> N
     log = Log(str(tmp_path))
     log.open()
     log.append([(1, 1, 1, b"a")])
-    real_write = os.write
+    real_pwrite = os.pwrite
 
-    def write_half_then_fail(fd: int, data) -> int:
-        real_write(fd, bytes(data[: len(data) // 2]))
+    def write_half_then_fail(fd: int, data, offset: int) -> int:
+        real_pwrite(fd, bytes(data[: len(data) // 2]), offset)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", write_half_then_fail)
+    monkeypatch.setattr(os, "pwrite", write_half_then_fail)
     with pytest.raises(OSError, match="No space"):
         log.append([(2, 1, 1, b"b" * 1000)])
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     assert log.last_index == 1
     log.append([(2, 1, 1, b"c")])
     log.close()
