@@ -10,12 +10,13 @@ messages); the bus only frames, authenticates and moves them.
   dialled. One direction per connection keeps ordering per sender simple.
 - Authentication is a challenge-response on the cluster secret: the
   acceptor sends a random nonce, the dialler answers with its node id, its
-  advertised address, the identity of its data directory and
-  HMAC-SHA256(secret, nonce | node id | address | identity). The secret
-  never crosses the wire; a peer without it is disconnected before any
-  message is read. A peer whose data directory is not the one it showed
-  before (``on_identity`` says why) is refused: ``REFUSED <why>``, then
-  the connection closes; the refused side logs it and redials with backoff.
+  advertised address, the identity of its data directory, its current
+  Raft term and HMAC-SHA256(secret, nonce | node id | address | identity
+  | term). The secret never crosses the wire; a peer without it is
+  disconnected before any message is read. A peer whose data directory is
+  not the one it showed before, or is older than what it ran with
+  (``on_identity`` says why), is refused: ``REFUSED <why>``, then the
+  connection closes; the refused side logs it and redials with backoff.
 - Outgoing connections bind their source address to the node's own bind
   address (as Redis's ``bind-source-addr``), so per-address firewall rules
   can cut nodes of one machine apart.
@@ -45,8 +46,10 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAX_HANDSHAKE_BYTES = 4096
 
 
-def proof(secret: bytes, nonce: bytes, node_id: bytes, advertise: bytes, identity: bytes) -> bytes:
-    message = b"|".join((nonce, node_id, advertise, identity))
+def proof(
+    secret: bytes, nonce: bytes, node_id: bytes, advertise: bytes, identity: bytes, term: bytes
+) -> bytes:
+    message = b"|".join((nonce, node_id, advertise, identity, term))
     return hmac.new(secret, message, hashlib.sha256).hexdigest().encode()
 
 
@@ -103,17 +106,18 @@ class _Inbound(asyncio.Protocol):
         bus = self.bus
         if (
             not isinstance(item, list)
-            or len(item) != 5
+            or len(item) != 6
             or item[0] != b"AUTH"
             or not all(isinstance(field, bytes) for field in item)
             or not hmac.compare_digest(
-                item[2], proof(bus.secret, self.nonce, item[1], item[3], item[4])
+                item[2], proof(bus.secret, self.nonce, item[1], item[3], item[4], item[5])
             )
+            or not item[5].isdigit()
         ):
             bus.auth_failures += 1
             self._drop("failed authentication")
             return False
-        refusal = bus.on_identity(item[1], item[4])
+        refusal = bus.on_identity(item[1], item[4], int(item[5]))
         if refusal is not None:
             bus.identity_refusals += 1
             if self.transport is not None:
@@ -168,8 +172,9 @@ class _Outbound(asyncio.Protocol):
         bus = self.link.bus
         if self.transport is None:
             return
-        token = proof(bus.secret, item[1], bus.node_id, bus.advertise, bus.identity)
-        self.transport.write(frame(b"AUTH", bus.node_id, token, bus.advertise, bus.identity))
+        term = b"%d" % bus.current_term()
+        token = proof(bus.secret, item[1], bus.node_id, bus.advertise, bus.identity, term)
+        self.transport.write(frame(b"AUTH", bus.node_id, token, bus.advertise, bus.identity, term))
         self.ready = True
         self.link.connected(self)
 
@@ -280,7 +285,8 @@ class PeerBus:
         source_host: str = "",
         advertise: bytes = b"",
         on_address: Callable[[bytes, bytes], None] = lambda peer, address: None,
-        on_identity: Callable[[bytes, bytes], str | None] = lambda peer, identity: None,
+        on_identity: Callable[[bytes, bytes, int], str | None] = lambda peer, identity, term: None,
+        current_term: Callable[[], int] = lambda: 0,
     ) -> None:
         self.loop = loop
         self.node_id = node_id
@@ -291,9 +297,11 @@ class PeerBus:
         # of this node, one that joined later, can dial back.
         self.advertise = advertise
         self.on_address = on_address
-        # This node's data directory (nomadkv.storage.identity), sent in every
-        # handshake; set before the first dial. on_identity judges a peer's.
+        # This node's data directory (nomadkv.storage.identity) and its current
+        # term, sent in every handshake; the identity is set before the first
+        # dial. on_identity judges a peer's.
         self.identity = b""
+        self.current_term = current_term
         self.on_identity = on_identity
         self.links: dict[bytes, _PeerLink] = {}
         self.inbound: set[_Inbound] = set()

@@ -54,7 +54,7 @@ from nomadkv.raft.config import Config as RaftConfig
 from nomadkv.raft.core import StateRole
 from nomadkv.raft.entry import ConfState, Entry, EntryType
 from nomadkv.raft.errors import DecodeError, InvariantViolation, RequestDropped, check
-from nomadkv.raft.message import Message
+from nomadkv.raft.message import Message, MessageType
 from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
 from nomadkv.server.node import (
@@ -83,9 +83,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("nomadkv.cluster")
 
 CLUSTERDOWN = b"-CLUSTERDOWN The cluster is down\r\n"
+# Sent in a term the sender has not persisted (a pre-vote asks for the next one).
+PRE_VOTES = (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP)
 LOST = b"-ERR the write was not committed: leadership changed, retry\r\n"
 # A learner is promoted once it is this close to the leader's log.
 PROMOTE_LAG_ENTRIES = 16
+
+
+def note_sender_term(identities: PeerIdentities, message: Message) -> None:
+    """Record the term of a message from a peer, which the peer persisted before it
+    sent anything in that term (pre-votes aside: they name a term not yet taken)."""
+    if message.term > identities.highest_term(message.sender) and message.type not in PRE_VOTES:
+        try:
+            identities.saw_term(message.sender, message.term)
+        except OSError as exc:
+            log.warning("could not record node %d's term: %s", message.sender, exc)
 
 
 class ClusterNode(Node):
@@ -115,6 +127,7 @@ class ClusterNode(Node):
             advertise=advertise,
             on_address=self._on_peer_address,
             on_identity=self._on_peer_identity,
+            current_term=lambda: self.storage.hard_state.term,
         )
         self.peer_identities: PeerIdentities | None = None  # loaded by recover()
         # index -> (entry data, its now_ms, commands, waiters, perf_counter when
@@ -241,6 +254,8 @@ class ClusterNode(Node):
             log.warning("message claiming to be from %d arrived from %s", message.sender, peer)
             return
         self.messages_received += 1
+        if self.peer_identities is not None:
+            note_sender_term(self.peer_identities, message)
         self._run_due_ticks()
         try:
             self.raw.step(message)
@@ -271,11 +286,14 @@ class ClusterNode(Node):
             self.members[raft_id] = member
             self.bus.set_peer(peer, host, member.bus_port)
 
-    def _on_peer_identity(self, peer: bytes, identity: bytes) -> str | None:
-        """A peer authenticated on the bus, showing its data directory's identity: why
-        it is refused, or None. The first identity a member shows is recorded; a
-        different one later is a new incarnation (its data was lost or replaced),
-        which must not vote or acknowledge as the old one did (docs/cluster.md)."""
+    def _on_peer_identity(self, peer: bytes, identity: bytes, term: int) -> str | None:
+        """A peer authenticated on the bus, showing its data directory's identity and
+        its term: why it is refused, or None. The first identity a member shows is
+        recorded; a different one later is a new incarnation (its data was lost or
+        replaced), which must not vote or acknowledge as the old one did. A term
+        below one it has sent messages in means its data directory is older than
+        the one it ran on (restored from a copy): it may have voted or
+        acknowledged what it no longer holds (docs/cluster.md)."""
         raw, known_ids = self.raw, self.peer_identities
         if raw is None or known_ids is None:
             return "this node is not started"
@@ -294,7 +312,16 @@ class ClusterNode(Node):
                 return f"its identity could not be recorded: {exc}"
             return None
         if known == shown:
-            return None
+            highest = known_ids.highest_term(raft_id)
+            if term >= highest:
+                return None
+            return (
+                f"node {raft_id} shows term {term} but sent messages in term {highest}: "
+                f"its data directory is older than the one it ran on (restored from a "
+                f"copy?), so it must rejoin as a new member (CLUSTER FORGET "
+                f"{node_name(raft_id)} on the leader, wipe its data directory, start it "
+                f"with --cluster-join yes, then CLUSTER MEET it; docs/cluster.md)"
+            )
         return (
             f"node {raft_id} ran here on data directory {known} and now shows {shown}: "
             f"its data was lost or replaced, so it must rejoin as a new member "

@@ -8,8 +8,12 @@ Owns two small files of a cluster node's data directory:
   that cast votes and acknowledged entries (docs/cluster.md, "A member that
   lost its data").
 - ``peer-identities.json``: the identity each peer first showed this node
-  on the bus, by Raft id. Written (fsync'd) before that peer's first
-  message is taken, so it survives a crash.
+  on the bus, by Raft id, and the highest term that peer has used in a
+  message since (a peer persists a term before it sends anything in it,
+  pre-votes aside, so a peer that later shows a lower term runs on a data
+  directory older than the one it ran on: restored from a copy). The
+  identity is written (fsync'd) before that peer's first message is taken,
+  a new highest term as it arrives.
 
 Both are written whole to a temporary name, fsync'd and renamed.
 """
@@ -40,31 +44,56 @@ def load_or_create_identity(data_dir: str) -> str:
 
 
 class PeerIdentities:
-    """The identity each peer first showed, by Raft id, kept in the data directory."""
+    """The identity each peer first showed, and the highest term it has used in
+    a message since, by Raft id, kept in the data directory."""
 
     def __init__(self, data_dir: str) -> None:
         self.path = os.path.join(data_dir, PEER_IDENTITIES_NAME)
+        self.known: dict[int, str] = {}
+        self.terms: dict[int, int] = {}
         try:
             with open(self.path, "rb") as f:
                 stored = json.loads(f.read())
-            self.known = {int(raft_id): str(identity) for raft_id, identity in stored.items()}
         except FileNotFoundError:
-            self.known = {}
+            return
+        for raft_id, seen in stored.items():
+            if isinstance(seen, str):  # written before terms were kept
+                self.known[int(raft_id)], self.terms[int(raft_id)] = seen, 0
+            else:
+                self.known[int(raft_id)] = str(seen["identity"])
+                self.terms[int(raft_id)] = int(seen["term"])
 
     def get(self, raft_id: int) -> str | None:
         return self.known.get(raft_id)
 
     def record(self, raft_id: int, identity: str) -> None:
+        """A new incarnation of ``raft_id``: its identity, and no term seen yet."""
         self.known[raft_id] = identity
+        self.terms[raft_id] = 0
         self._save()
+
+    def highest_term(self, raft_id: int) -> int:
+        return self.terms.get(raft_id, 0)
+
+    def saw_term(self, raft_id: int, term: int) -> None:
+        """``raft_id`` sent a message (not a pre-vote) in ``term``."""
+        if raft_id in self.known and term > self.terms.get(raft_id, 0):
+            self.terms[raft_id] = term
+            self._save()
 
     def forget(self, raft_ids: set[int] | frozenset[int]) -> None:
         """Drop these peers: whichever incarnation shows up next is recorded."""
         if raft_ids & self.known.keys():
             for raft_id in raft_ids:
                 self.known.pop(raft_id, None)
+                self.terms.pop(raft_id, None)
             self._save()
 
     def _save(self) -> None:
-        body = json.dumps({str(k): v for k, v in sorted(self.known.items())}).encode()
+        body = json.dumps(
+            {
+                str(raft_id): {"identity": identity, "term": self.terms.get(raft_id, 0)}
+                for raft_id, identity in sorted(self.known.items())
+            }
+        ).encode()
         write_bytes_atomically(self.path, body)

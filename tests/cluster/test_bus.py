@@ -1,11 +1,15 @@
-"""The cluster bus over real loopback sockets: delivery, batching, authentication."""
+"""The cluster bus over real loopback sockets: delivery, batching, authentication;
+and the highest term kept of each peer from its messages (in process)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from nomadkv.harness import free_port
+from nomadkv.raft.message import Message, MessageType
 from nomadkv.server.bus import PeerBus
+from nomadkv.server.cluster_node import note_sender_term
+from nomadkv.storage.identity import PeerIdentities
 
 
 async def _wait_for(condition, timeout_s: float = 5.0) -> None:
@@ -50,3 +54,17 @@ def test_peers_exchange_batches_and_strangers_are_refused() -> None:
                 await bus.close()
 
     asyncio.run(scenario())
+
+
+def test_a_peers_term_is_kept_from_its_messages_but_not_its_pre_votes(tmp_path) -> None:
+    identities = PeerIdentities(str(tmp_path))
+    identities.record(2, "cafe")
+    note_sender_term(identities, Message(MessageType.PRE_VOTE, 1, 2, 9))
+    note_sender_term(identities, Message(MessageType.PRE_VOTE_RESP, 1, 2, 9))
+    assert identities.highest_term(2) == 0
+    note_sender_term(identities, Message(MessageType.APPEND_RESP, 1, 2, 5))
+    note_sender_term(identities, Message(MessageType.HEARTBEAT_RESP, 1, 2, 4))
+    assert identities.highest_term(2) == 5
+    assert PeerIdentities(str(tmp_path)).highest_term(2) == 5  # kept on disk
+    identities.record(2, "beef")  # a new incarnation starts from nothing
+    assert PeerIdentities(str(tmp_path)).highest_term(2) == 0

@@ -19,6 +19,8 @@ in, or help elect a leader without entries it had acknowledged.
   know its data directory by its identity (nomadkv.storage.identity), so its
   acknowledgements do not count and, with one other node down, nothing can
   commit on its word.
+- Restarted on an old copy of its own data directory (same identity, older
+  term), it is refused too, while a plain restart of the same node is not.
 
 The rates (bytes of snapshot and log the node stored, per second from
 CLUSTER MEET until it applied the leader's index) are printed: run with
@@ -35,7 +37,15 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from clusterkit import barrier, get_many, leader_among, raft_ids, raft_info, readonly_client
+from clusterkit import (
+    barrier,
+    get_many,
+    leader_among,
+    raft_ids,
+    raft_info,
+    readonly_client,
+    wait_for_leader,
+)
 
 from nomadkv.cluster.topology import node_name
 from nomadkv.harness import LocalCluster, ServerProcess, wait_until
@@ -240,3 +250,49 @@ def test_a_wiped_member_restarted_as_a_founder_is_refused(
             client.set("on-the-word-of-a-wiped-node", "1")
     finally:
         client.close()
+
+
+def test_a_member_restarted_on_an_old_copy_of_its_data_is_refused(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    barrier(leader, cluster.nodes)
+    member = next(node for node in cluster.nodes if node is not leader)
+    data_dir = os.path.dirname(member.log_path)
+    old_copy = data_dir + ".copy"
+    member.stop()
+    shutil.copytree(data_dir, old_copy)
+    old_term = int(raft_info(leader)["term"])
+
+    # A plain restart is welcome: it leads a new term, so the others see it
+    # send messages in a term its copy never reached.
+    member.start()
+    barrier(leader, cluster.nodes)  # it follows the leader and has caught up
+    admin = member.client()
+    assert admin.execute_command("CLUSTER", "FAILOVER") in (True, b"OK")
+    admin.close()
+    wait_for_leader(member, cluster.nodes, 15)
+    assert int(raft_info(member)["term"]) > old_term
+    barrier(member, cluster.nodes)
+    assert all(int(raft_info(node)["bus_identity_refusals"]) == 0 for node in cluster.nodes)
+
+    member.stop()
+    shutil.rmtree(data_dir)
+    os.rename(old_copy, data_dir)
+    member.start()
+    others = [node for node in cluster.nodes if node is not member]
+
+    def refused_by(node: ServerProcess) -> bool:
+        return int(raft_info(node)["bus_identity_refusals"]) > 0
+
+    wait_until(lambda: all(refused_by(node) for node in others), 15, "both to refuse it")
+    with open(member.log_path, "rb") as log:
+        assert b"its data directory is older than the one it ran on" in log.read()
+    survivor = leader_among(others, 15)
+    client = survivor.client(socket_timeout=5)
+    try:
+        assert client.set("after-the-restore", "1")
+    finally:
+        client.close()
+    assert raft_info(member)["role"] != "leader"
