@@ -45,7 +45,7 @@ class RecordingTransport:
 
 
 @pytest.fixture
-def node(tmp_path) -> Iterator[tuple[Node, list[int]]]:
+def node_and_fsyncs(tmp_path) -> Iterator[tuple[Node, list[int]]]:
     """A node with appendfsync always, and the log index each fsync covered."""
     loop = uvloop.new_event_loop()
     node = Node(Config(dir=str(tmp_path), http_port=0, appendfsync="always"), loop)
@@ -88,8 +88,10 @@ def run_turns(node: Node, turns: int, each_turn: Any = None) -> None:
     loop.run_until_complete(drive())
 
 
-def test_a_lone_write_is_fsynced_on_the_next_turn_and_answered_after_it(node) -> None:
-    node, fsyncs = node
+def test_a_lone_write_is_fsynced_on_the_next_turn_and_answered_after_it(
+    node_and_fsyncs,
+) -> None:
+    node, fsyncs = node_and_fsyncs
     client, transport = connect(node, fsyncs)
     client.data_received(set_request(1))
     run_turns(node, 3)
@@ -98,9 +100,9 @@ def test_a_lone_write_is_fsynced_on_the_next_turn_and_answered_after_it(node) ->
 
 
 def test_writes_arriving_turn_after_turn_share_an_fsync_but_never_wait_past_the_bound(
-    node,
+    node_and_fsyncs,
 ) -> None:
-    node, fsyncs = node
+    node, fsyncs = node_and_fsyncs
     clients = [connect(node, fsyncs) for _ in range(3 * GATHER_TURNS_MAX)]
 
     fsyncs_at_turn: list[list[int]] = []
