@@ -720,7 +720,7 @@ class Raft:
                         pass
         ro = self.read_only
         if ro.round_wanted and not ro.in_flight():
-            self._bcast_heartbeat()
+            self._bcast_heartbeat(self._read_round_targets())
 
     def _send_append(self, to: int, pr: Progress, if_empty: bool) -> bool:
         if pr.is_paused():
@@ -786,12 +786,14 @@ class Raft:
             pr.snapshot_next_bytes = end
             pr.snapshot_done_sent = done
 
-    def _bcast_heartbeat(self) -> None:
-        """Heartbeats double as ReadIndex rounds: each broadcast starts a new round."""
+    def _bcast_heartbeat(self, targets: list[int] | None = None) -> None:
+        """Heartbeats double as ReadIndex rounds: each one starts a new round. The
+        periodic heartbeat goes to every member; a round that waiting reads asked
+        for goes to `targets` only."""
         round_ = self.read_only.start_round(self.ticks, self.config.lease_reads)
         committed = self.log.commit_index
         for node_id, pr in self.tracker.progress.items():
-            if node_id != self.id:
+            if node_id != self.id and (targets is None or node_id in targets):
                 self.msgs.append(
                     Message(
                         HEARTBEAT,
@@ -804,6 +806,26 @@ class Raft:
                 )
         if self.tracker.is_singleton(self.id):
             self._confirm_reads()
+
+    def _read_round_targets(self) -> list[int]:
+        """The fewest voters that make a quorum with this leader, those that answered
+        the latest rounds first: a round for waiting reads needs no more answers,
+        and each heartbeat costs its receiver a message to decode and answer.
+        Should one of them not answer, the next periodic heartbeat, sent to every
+        member, starts a round that the others confirm (docs/raft.md, reads)."""
+        me = self.id
+        tracker = self.tracker
+        progress = tracker.progress
+        followers = sorted(
+            (i for i in progress if i != me and tracker.is_voter(i)),
+            key=lambda i: (-progress[i].read_round, i),
+        )
+        targets: list[int] = []
+        for node_id in followers:
+            if tracker.quorum_value(lambda i: i == me or i in targets):
+                break
+            targets.append(node_id)
+        return targets
 
     def _send_timeout_now(self, to: int) -> None:
         # The target will win an election this leader cannot veto: no lease from now on.

@@ -229,10 +229,50 @@ def test_read_index_batches_concurrent_reads_into_one_heartbeat_round() -> None:
         s.node(1).read_index(b"r%d" % i)
     s.cluster.process(1)
     s.deliver()
-    assert len(sent(s, 1, MessageType.HEARTBEAT)) - heartbeats_before == 2  # one round
+    assert len(sent(s, 1, MessageType.HEARTBEAT)) - heartbeats_before == 1  # one round
     states = s.recorder.read_states[1]
     assert [rs.context for rs in states] == [b"r%d" % i for i in range(5)]
     assert {rs.index for rs in states} == {s.commit(1)}
+
+
+@pytest.mark.parametrize(("voters", "asked"), [((1, 2, 3), 1), ((1, 2, 3, 4, 5), 2)])
+def test_a_read_round_asks_only_enough_voters_for_a_quorum(
+    voters: tuple[int, ...], asked: int
+) -> None:
+    s = Scenario(voters=voters, config=PLAIN)
+    elect(s, 1)
+    s.add_node(6)
+    s.propose_conf_change(1, add_learner(6))
+    s.deliver()
+    before = len(sent(s, 1, MessageType.HEARTBEAT))
+    s.node(1).read_index(b"r")
+    s.cluster.process(1)
+    round_ = sent(s, 1, MessageType.HEARTBEAT)[before:]
+    assert len(round_) == asked and 6 not in {m.to for m in round_}  # never the learner
+    s.deliver()
+    assert [rs.context for rs in s.recorder.read_states[1]] == [b"r"]
+
+
+def test_a_read_round_whose_follower_is_gone_is_confirmed_by_the_next_heartbeat() -> None:
+    s = Scenario(config=PLAIN)
+    elect(s, 1)
+    before = len(sent(s, 1, MessageType.HEARTBEAT))
+    s.node(1).read_index(b"first")
+    s.cluster.process(1)
+    [asked] = [m.to for m in sent(s, 1, MessageType.HEARTBEAT)[before:]]
+    s.isolate(asked)
+    s.deliver()
+    assert 1 not in s.recorder.read_states
+    s.tick(1, PLAIN.heartbeat_ticks)  # the periodic heartbeat goes to everyone
+    s.deliver()
+    assert [rs.context for rs in s.recorder.read_states[1]] == [b"first"]
+    # The next round asks the follower that answered.
+    before = len(sent(s, 1, MessageType.HEARTBEAT))
+    s.node(1).read_index(b"second")
+    s.cluster.process(1)
+    assert [m.to for m in sent(s, 1, MessageType.HEARTBEAT)[before:]] == [5 - asked]
+    s.deliver()
+    assert [rs.context for rs in s.recorder.read_states[1]] == [b"first", b"second"]
 
 
 def test_a_follower_read_is_confirmed_by_the_leader() -> None:
