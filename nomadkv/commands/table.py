@@ -94,6 +94,9 @@ class CommandSpec:
     write: bool = False
     needs_auth: bool = True
     plain_read_arity: int = -1  # argc of a read that needs no check beyond arity
+    # argc of a plain read of exactly one key: on a cluster leader it goes straight
+    # to a ReadIndex round (one key: no CROSSSLOT, no keyless local answer).
+    one_key_read_arity: int = -1
     # argc of a write that can be proposed as sent: fixed arity, one key (so in
     # cluster mode the leader has no CROSSSLOT to check), nothing to prepare.
     plain_write_arity: int = -1
@@ -110,6 +113,8 @@ class CommandSpec:
         fixed = self.arity > 0 and not self.subcommands
         self.plain_read_arity = self.arity if fixed and not self.write else -1
         one_key = self.keys.first == self.keys.last == 1
+        if one_key:
+            self.one_key_read_arity = self.plain_read_arity
         if self.write and one_key and self.prepare is None and fixed:
             self.plain_write_arity = self.arity
         elif self.write and one_key and self.plain_arity:

@@ -260,6 +260,8 @@ class Client(asyncio.Protocol):
         # Reads with nothing to check (authenticated, not routed, nothing pending)
         # take the short branch; anything that makes replies wait clears this.
         plain = self.authenticated and not self.routed and not self.pending
+        # On a cluster leader, a one-key read needs only its place in a ReadIndex round.
+        leader_reads = self.routed and self.authenticated and not self.readonly and node.is_leader
         try:
             for argv in commands:
                 if not argv:
@@ -270,6 +272,15 @@ class Client(asyncio.Protocol):
                 argc = len(argv)
                 if not plain or spec is None or spec.plain_read_arity != argc:
                     # Not a plain read: writes, the gate's checks, replies that wait.
+                    if leader_reads and spec is not None and spec.one_key_read_arity == argc:
+                        if self.pending and self.pending_kind is not READ_INDEX:
+                            self.stash = argv
+                            break
+                        spec.calls += 1
+                        self.pending += 1
+                        self.pending_kind = READ_INDEX
+                        node.read(self, spec, argv)
+                        continue
                     if spec is not None and spec.write:
                         # Check it, make it deterministic, propose it. hiredis also
                         # parses integers, nulls and nested arrays: only a list of

@@ -75,3 +75,25 @@ def test_redis_cli_follows_moved_from_a_follower(cluster: LocalCluster) -> None:
     assert cli("set", "cli-key", "cli-value") == "OK"
     assert cli("get", "cli-key") == "cli-value"
     assert leader.client().get("cli-key") == b"cli-value"
+
+
+def test_a_pipeline_of_writes_and_reads_on_the_leader_answers_in_order(
+    cluster: LocalCluster,
+) -> None:
+    """Reads wait for a ReadIndex round and writes for a commit: each waits behind the
+    other kind's pending replies, so every read sees the writes sent before it."""
+    pipe = cluster.leader().client().pipeline(transaction=False)
+    for i in range(20):
+        pipe.set("k", f"v{i}")
+        pipe.get("k")
+        pipe.strlen("k")
+        pipe.append("k", "!")
+        pipe.getrange("k", -1, -1)
+        pipe.type("k")
+        pipe.ttl("k")
+        pipe.get("absent")
+    expected: list[object] = []
+    for i in range(20):
+        value = f"v{i}"
+        expected += [True, value.encode(), len(value), len(value) + 1, b"!", b"string", -1, None]
+    assert pipe.execute() == expected
