@@ -87,9 +87,9 @@ class CommitWaiter:
 
 class ReadWaiter(CommitWaiter, Generic[T]):
     """Stands where a client stands in a ReadIndex round: once the round confirms
-    leadership and the index is applied, the node calls ``run_read`` and then
-    ``deliver``. ``observe`` runs right after the handler, on the same state
-    (the key's deadline, for instance)."""
+    leadership and the index is applied, the node calls ``answer_read``.
+    ``observe`` runs right after the handler, on the same state (the key's
+    deadline, for instance)."""
 
     __slots__ = ("gateway", "observe", "observed")
 
@@ -104,9 +104,9 @@ class ReadWaiter(CommitWaiter, Generic[T]):
         self.observe = observe
         self.observed: T | None = None
 
-    def run_read(self, spec: CommandSpec, argv: list[bytes]) -> ReplyT:
+    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None:
         reply, self.observed = self.gateway.run_read(spec, argv, self.observe)
-        return reply
+        self.deliver(reply)
 
 
 def decode_reply(reply: ReplyT) -> Any:

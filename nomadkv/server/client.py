@@ -461,18 +461,22 @@ class Client(asyncio.Protocol):
         spec.rejected_calls += 1
         return node.redirect_error(keys[0] if keys else None)
 
-    def run_read(self, spec: CommandSpec, argv: list[bytes]) -> bytes:
-        """Run a read handler now and encode its reply (a released linearizable read)."""
+    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None:
+        """Run a read its ReadIndex round released and queue the reply (``deliver``
+        and the handler call in one: a cluster leader does this for every read)."""
+        self.pending -= 1
+        if not self.pending:
+            self.pending_kind = None
+        if self.closed:
+            return
         try:
             reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
         except CommandError as exc:
             spec.failed_calls += 1
-            return exc.reply()
+            reply = exc.reply()
         except Exception:
-            return self._internal_error(spec, argv)
-        if reply.__class__ is bytes:
-            return reply  # type: ignore[return-value]
-        return reply.encode(self.resp3)  # type: ignore[union-attr]
+            reply = self._internal_error(spec, argv)
+        self.out.append(reply if reply.__class__ is bytes else reply.encode(self.resp3))  # type: ignore[union-attr]
 
     def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | Waiting | list[bytes]:
         """The prepared argv of a write, PROXY, or the error reply that rejects it."""

@@ -577,7 +577,7 @@ class ClusterNode(Node):
                 self._reads_waiting_apply.append((index, batch))
                 continue
             for client, spec, argv in batch:
-                client.deliver(client.run_read(spec, argv))
+                client.answer_read(spec, argv)
                 touched.add(client)
         for client in touched:
             client.commit_done()
