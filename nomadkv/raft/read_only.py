@@ -3,7 +3,7 @@
 Owns: `ReadState` (what the application waits on), the queue of read requests
 waiting for a heartbeat round to confirm leadership (thesis §6.4), and the
 send ticks of rounds from which the lease is derived.
-Never: sends or counts acknowledgements; `nomadkv.raft.core` broadcasts the
+Never: sends or counts acknowledgements; `nomadkv.raft.core` sends the
 heartbeats and computes which round a quorum confirmed.
 Invariants: rounds increase within a term; a request is released only after a
 round started after it was registered has been acknowledged by a quorum, so
