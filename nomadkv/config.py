@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-FSYNC_POLICIES = ("always", "everysec", "no")
+FSYNC_POLICIES = ("everysec", "always", "no")  # config.c's order, which its errors list
 LOGLEVELS = ("debug", "verbose", "notice", "warning")
 
 

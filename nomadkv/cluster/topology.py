@@ -76,7 +76,7 @@ class Topology:
 
 
 def _node_entry(member: Member) -> Value:
-    return [member.host.encode(), member.port, member.name.encode(), []]
+    return [member.host.encode(), member.port, member.name.encode(), Map([])]
 
 
 def cluster_slots(topology: Topology) -> Reply:

@@ -17,7 +17,14 @@ import logging
 import time
 
 from nomadkv import __version__
-from nomadkv.commands.table import SYNTAX_ERROR, CommandError, CommandSpec, ReplyT, register
+from nomadkv.commands.table import (
+    SYNTAX_ERROR,
+    CommandError,
+    CommandSpec,
+    ReplyT,
+    parse_int,
+    register,
+)
 from nomadkv.resp.reply import OK, PONG, Map, bulk, integer, simple
 from nomadkv.server.client import DEFERRED, Client, CloseConnection
 from nomadkv.server.clients import NAME_ERROR, valid_client_name
@@ -84,10 +91,11 @@ def cmd_reset(ctx: Client, argv: list[bytes]) -> ReplyT:
 
 def cmd_select(ctx: Client, argv: list[bytes]) -> ReplyT:
     """SELECT index"""
-    try:
-        index = int(argv[1])
-    except ValueError:
-        raise CommandError("ERR value is not an integer or out of range") from None
+    index = parse_int(argv[1])
+    if not -(2**31) <= index < 2**31:
+        raise CommandError(
+            "ERR value is out of range, value must between -2147483648 and 2147483647"
+        )
     if index != 0:
         if ctx.node.config.cluster_enabled:
             raise CommandError("ERR SELECT is not allowed in cluster mode")
@@ -116,10 +124,7 @@ def cmd_hello(ctx: Client, argv: list[bytes]) -> ReplyT:
     version = 3 if ctx.resp3 else 2
     i = 1
     if len(argv) > 1:
-        try:
-            version = int(argv[1])
-        except ValueError:
-            raise CommandError("ERR Protocol version is not an integer or out of range") from None
+        version = parse_int(argv[1], "ERR Protocol version is not an integer or out of range")
         if version not in (2, 3):
             raise CommandError("NOPROTO unsupported protocol version")
         i = 2
@@ -145,7 +150,7 @@ def cmd_hello(ctx: Client, argv: list[bytes]) -> ReplyT:
     if not ctx.authenticated:
         raise CommandError(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
             "select the RESP protocol version at the same time"
         )
     if name is not None:

@@ -247,6 +247,7 @@ class Client(asyncio.Protocol):
         out = self.out
         append_reply = out.append
         table_get = _COMMANDS_GET
+        join = _join
         slice_bytes = OUTPUT_SLICE_BYTES
         node = self.node
         wrote = False
@@ -268,6 +269,10 @@ class Client(asyncio.Protocol):
                     if argv.__class__ is list:  # "*0" is ignored, as Redis does
                         continue
                     raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
+                # hiredis also parses nulls, integers and nested arrays as elements:
+                # join raises TypeError unless every argument is bytes, so no handler
+                # runs with them and the log holds only lists of bytes.
+                join(argv)
                 spec = table_get(argv[0]) or lookup(argv[0])
                 argc = len(argv)
                 if not plain or spec is None or spec.plain_read_arity != argc:
@@ -282,12 +287,9 @@ class Client(asyncio.Protocol):
                         node.read(self, spec, argv)
                         continue
                     if spec is not None and spec.write:
-                        # Check it, make it deterministic, propose it. hiredis also
-                        # parses integers, nulls and nested arrays: only a list of
-                        # bytes may reach the log (join raises TypeError otherwise).
+                        # Check it, make it deterministic, propose it.
                         if argv.__class__ is not list:
                             raise MalformedRequest
-                        _join(argv)
                         prepared = argv
                         # Nothing to check (even behind other writes): plain_write_arity,
                         # an authenticated client, a standalone node or the leader.

@@ -18,6 +18,7 @@ from nomadkv.commands.table import (
     CommandError,
     CommandSpec,
     ReplyT,
+    parse_int,
     register,
 )
 from nomadkv.resp.reply import NULL, OK, Verbatim, bulk, integer
@@ -40,7 +41,7 @@ def client_type(name: bytes) -> bytes:
     return b"replica" if kind == b"slave" else kind
 
 
-def client_line(client: Client, now_s: float) -> str:
+def client_line(client: Client, now_s: float, caller: Client | None = None) -> str:
     """One CLIENT LIST / CLIENT INFO line, without the trailing newline."""
     transport = client.transport
     socket = transport.get_extra_info("socket") if transport is not None else None
@@ -52,7 +53,10 @@ def client_line(client: Client, now_s: float) -> str:
     if output_bytes:
         events += "w"
     spec = client.last_spec
-    if spec is not None and spec.subcommands and client.last_subcommand is not None:
+    # Redis sets a client's last command before running it: the caller's own line
+    # shows the CLIENT LIST or CLIENT INFO that is running.
+    is_caller = client is caller
+    if is_caller or (spec is not None and spec.subcommands and client.last_subcommand is not None):
         spec = client.last_subcommand
     fields = (
         ("id", client.id),
@@ -89,9 +93,9 @@ def client_line(client: Client, now_s: float) -> str:
     return " ".join(f"{name}={value}" for name, value in fields)
 
 
-def client_list(clients: list[Client]) -> Verbatim:
+def client_list(clients: list[Client], caller: Client | None = None) -> Verbatim:
     now_s = time.time()
-    return Verbatim("".join(client_line(c, now_s) + "\n" for c in clients).encode())
+    return Verbatim("".join(client_line(c, now_s, caller) + "\n" for c in clients).encode())
 
 
 def cmd_client(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -136,7 +140,7 @@ def cmd_client_setinfo(ctx: Client, argv: list[bytes]) -> ReplyT:
 
 def cmd_client_info(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CLIENT INFO"""
-    return Verbatim((client_line(ctx, time.time()) + "\n").encode())
+    return Verbatim((client_line(ctx, time.time(), ctx) + "\n").encode())
 
 
 def cmd_client_list(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -144,20 +148,17 @@ def cmd_client_list(ctx: Client, argv: list[bytes]) -> ReplyT:
     clients = ctx.node.clients
     if len(argv) == 4 and argv[2].lower() == b"type":
         kind = client_type(argv[3])
-        return client_list(list(clients.values()) if kind == b"normal" else [])
+        return client_list(list(clients.values()) if kind == b"normal" else [], ctx)
     if len(argv) > 3 and argv[2].lower() == b"id":
         chosen = []
         for text in argv[3:]:
-            try:
-                ident = int(text)
-            except ValueError:
-                raise CommandError("ERR Invalid client ID") from None
+            ident = parse_int(text, "ERR Invalid client ID")
             if ident in clients:
                 chosen.append(clients[ident])
-        return client_list(chosen)
+        return client_list(chosen, ctx)
     if len(argv) != 2:
         raise CommandError(SYNTAX_ERROR)
-    return client_list(list(clients.values()))
+    return client_list(list(clients.values()), ctx)
 
 
 def cmd_client_kill(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -175,10 +176,7 @@ def cmd_client_kill(ctx: Client, argv: list[bytes]) -> ReplyT:
         for option, value in zip(argv[2::2], argv[3::2], strict=True):
             option = option.lower()  # noqa: PLW2901
             if option == b"id":
-                try:
-                    ident = int(value)
-                except ValueError:
-                    ident = 0
+                ident = parse_int(value, "ERR client-id should be greater than 0")
                 if ident < 1:
                     raise CommandError("ERR client-id should be greater than 0")
             elif option == b"type":

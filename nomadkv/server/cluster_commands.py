@@ -34,7 +34,7 @@ from nomadkv.commands.table import (
     register,
 )
 from nomadkv.raft.errors import RequestDropped
-from nomadkv.resp.reply import OK, Array, Value, bulk, bulk_array, integer
+from nomadkv.resp.reply import OK, Array, Value, Verbatim, bulk, bulk_array, integer
 from nomadkv.server.client import DEFERRED, Client
 from nomadkv.server.container import help_reply, run_subcommand
 
@@ -100,7 +100,7 @@ def cmd_cluster_shards(ctx: Client, argv: list[bytes]) -> ReplyT:
 
 def cmd_cluster_nodes(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CLUSTER NODES"""
-    return bulk(cluster_nodes(_cluster(ctx).topology()))
+    return Verbatim(cluster_nodes(_cluster(ctx).topology()))
 
 
 def cmd_cluster_info(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -120,7 +120,7 @@ def cmd_cluster_keyslot(ctx: Client, argv: list[bytes]) -> ReplyT:
 
 
 def _slot_argument(value: bytes) -> int:
-    slot = parse_int(value, "ERR Invalid slot")
+    slot = parse_int(value)
     if not 0 <= slot < SLOTS:
         raise CommandError("ERR Invalid slot")
     return slot
@@ -136,10 +136,10 @@ def cmd_cluster_countkeysinslot(ctx: Client, argv: list[bytes]) -> ReplyT:
 def cmd_cluster_getkeysinslot(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CLUSTER GETKEYSINSLOT slot count"""
     _cluster(ctx)
-    slot = _slot_argument(argv[2])
-    count = parse_int(argv[3], "ERR Invalid number of keys")
-    if count < 0:
-        raise CommandError("ERR Invalid number of keys")
+    slot = parse_int(argv[2])
+    count = parse_int(argv[3])
+    if not 0 <= slot < SLOTS or count < 0:
+        raise CommandError("ERR Invalid slot or number of keys")
     keys: list[bytes] = []
     for key in ctx.keyspace.live_keys(ctx.now_ms):
         if len(keys) >= count:

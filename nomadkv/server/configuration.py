@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from typing import Any
 
 from nomadkv.commands.glob import matches
-from nomadkv.commands.table import CommandError, CommandSpec, ReplyT, register
+from nomadkv.commands.table import SYNTAX_ERROR, CommandError, CommandSpec, ReplyT, register
 from nomadkv.config import (
     FSYNC_POLICIES,
     LOGLEVELS,
@@ -41,6 +42,15 @@ from nomadkv.server.node import Node
 from nomadkv.server.state import state_of
 
 INT_MAX = 2**31 - 1
+MEMORY_UNITS = {
+    "b": 1,
+    "k": 1000,
+    "kb": 1024,
+    "m": 1000**2,
+    "mb": 1024**2,
+    "g": 1000**3,
+    "gb": 1024**3,
+}
 LLONG_MAX = 2**63 - 1
 MAXIMUM = {"maxclients": 2**32 - 1}  # Redis's bound where it is not INT_MAX or LLONG_MAX
 READ_ONLY_FACTS = {"appendonly": "yes", "databases": "1", "save": ""}
@@ -69,10 +79,16 @@ def parse_value(option: Option, raw: bytes) -> Any:
             raise ConfigError("argument must be 'yes' or 'no'")
         return text.lower() == "yes"
     if isinstance(default, int):
-        try:
-            value = option.parse(text)
-        except ConfigError:
-            raise ConfigError("argument couldn't be parsed into an integer") from None
+        if option.parse is _size:
+            # config.c: memtoull, digits and an optional unit (b, k, kb, m, mb, g, gb).
+            found = re.fullmatch(r"([0-9]+)(b|k|kb|m|mb|g|gb)?", text, re.IGNORECASE)
+            if found is None:
+                raise ConfigError("argument must be a memory value")
+            value = int(found.group(1)) * MEMORY_UNITS[(found.group(2) or "b").lower()]
+        elif re.fullmatch(r"0|-?[1-9][0-9]{0,18}", text) is None:  # string2ll
+            raise ConfigError("argument couldn't be parsed into an integer")
+        else:
+            value = int(text)
         low = option.minimum if option.minimum is not None else -LLONG_MAX - 1
         high = MAXIMUM.get(option.name, LLONG_MAX if option.parse is _size else INT_MAX)
         if not low <= value <= high:
@@ -129,7 +145,7 @@ def cmd_config_get(ctx: Client, argv: list[bytes]) -> ReplyT:
 def cmd_config_set(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CONFIG SET parameter value [parameter value ...]"""
     if len(argv) % 2:
-        raise CommandError("ERR wrong number of arguments for 'config|set' command")
+        raise CommandError(SYNTAX_ERROR)
     pairs = list(zip(argv[2::2], argv[3::2], strict=True))
     # config.c configSetCommand: every name is checked before any value, and
     # the first problem found is the one reported.

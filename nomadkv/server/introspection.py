@@ -134,8 +134,11 @@ def command_entry(spec: CommandSpec) -> Array:
             keys.step,
             SetReply(in_redis_order(spec.acl_categories, CATEGORY_ORDER)),
             SetReply([]),
-            key_specs(spec),
-            [command_entry(sub) for sub in spec.subcommands.values()],
+            SetReply(key_specs(spec)),
+            # commands.c addReplyCommandSubCommands: a set when there are none, else an array.
+            Array([command_entry(sub) for sub in spec.subcommands.values()])
+            if spec.subcommands
+            else SetReply([]),
         ]
     )
 

@@ -22,6 +22,19 @@ SAME_REPLY = [
     ["SELECT", "16"],
     ["SELECT", "-1"],
     ["SELECT", "x"],
+    # Integers are parsed as Redis's string2ll does: no sign, padding or underscores.
+    ["SELECT", "+0"],
+    ["SELECT", "00"],
+    ["SELECT", "-0"],
+    ["SELECT", "0_0"],
+    ["SELECT", "2147483648"],
+    ["HELLO", "+3"],
+    ["HELLO", "03"],
+    ["HELLO", " 3"],
+    ["CLIENT", "KILL", "ID", "+1"],
+    ["CLIENT", "KILL", "ID", "1_0"],
+    ["CLIENT", "KILL", "ID", "18446744073709551615"],
+    ["CLIENT", "LIST", "ID", "+1"],
     ["AUTH", "x"],
     ["AUTH", "default", "anything"],
     ["AUTH", "bob", "x"],
@@ -82,6 +95,36 @@ def test_reply_matches_redis(
     argv: list[str], shared_node: ServerProcess, reference: ServerProcess
 ) -> None:
     assert reply_of(shared_node.port, argv) == reply_of(reference.port, argv)
+
+
+def command_field(port: int, commands: list[list[str]]) -> str:
+    """The ``cmd=`` field of the last command's reply (CLIENT INFO or LIST) on a
+    new connection, for the line of that connection itself."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(encode("CLIENT", "ID") + b"".join(encode(*c) for c in commands))
+        replies = read_replies(sock, len(commands) + 1)
+    own = next(
+        line for line in replies[-1].decode().splitlines() if line.startswith(f"id={replies[0]} ")
+    )
+    return next(field for field in own.split(" ") if field.startswith("cmd="))
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [["CLIENT", "INFO"]],
+        [["GET", "a"], ["CLIENT", "INFO"]],
+        [["SET", "cmd-field", "1"], ["CLIENT", "LIST"]],
+        [["CLIENT", "ID"], ["CLIENT", "LIST", "TYPE", "normal"]],
+    ],
+    ids=["info first", "info after get", "list after set", "list after client id"],
+)
+def test_client_info_and_list_show_the_running_command(
+    commands: list[list[str]], shared_node: ServerProcess, reference: ServerProcess
+) -> None:
+    ours = command_field(shared_node.port, commands)
+    assert ours == command_field(reference.port, commands)
+    assert ours == f"cmd=client|{commands[-1][1].lower()}"
 
 
 def test_quit_replies_ok_then_closes(shared_node: ServerProcess) -> None:
