@@ -47,6 +47,10 @@ class Topology:
     leader_id: int  # 0 when no leader is known
     epoch: int  # the Raft term
     match_index: dict[int, int] = field(default_factory=dict)  # replication offsets
+    # Members this node has not heard from for a node timeout (ClusterNode.topology):
+    # shown as Redis shows a failed node (``fail``, ``disconnected``, health failed)
+    # and left out of CLUSTER SLOTS, ROLE and INFO replication.
+    failed: frozenset[int] = frozenset()
 
     def member(self, raft_id: int) -> Member | None:
         for member in self.members:
@@ -74,6 +78,9 @@ class Topology:
         master = self.master
         return [m for m in self.members if master is None or m.raft_id != master.raft_id]
 
+    def live_replicas(self) -> list[Member]:
+        return [m for m in self.replicas() if m.raft_id not in self.failed]
+
 
 def _node_entry(member: Member) -> Value:
     return [member.host.encode(), member.port, member.name.encode(), Map([])]
@@ -85,7 +92,7 @@ def cluster_slots(topology: Topology) -> Reply:
     if master is None:
         return Array([])
     nodes: list[Value] = [_node_entry(master)]
-    nodes += [_node_entry(m) for m in topology.replicas()]
+    nodes += [_node_entry(m) for m in topology.live_replicas()]  # Redis skips failed ones
     return Array([[0, SLOTS - 1, *nodes]])
 
 
@@ -98,7 +105,7 @@ def _shard_node(topology: Topology, member: Member, role: str) -> Map:
             (b"endpoint", member.host.encode()),
             (b"role", role.encode()),
             (b"replication-offset", topology.match_index.get(member.raft_id, 0)),
-            (b"health", b"online"),
+            (b"health", b"failed" if member.raft_id in topology.failed else b"online"),
         ]
     )
 
@@ -113,25 +120,31 @@ def cluster_shards(topology: Topology) -> Reply:
     return Array([Map([(b"slots", [0, SLOTS - 1]), (b"nodes", nodes)])])
 
 
-def cluster_nodes(topology: Topology) -> bytes:
-    """CLUSTER NODES, in Redis's exact line format:
+def node_line(topology: Topology, member: Member) -> str:
+    """One line of CLUSTER NODES (and of CLUSTER REPLICAS), in Redis's format:
     ``<id> <ip:port@cport> <flags> <master> <ping-sent> <pong-recv> <config-epoch>
     <link-state> <slot>...``"""
     master = topology.master
-    lines = []
-    for member in topology.members:
-        is_master = master is not None and member.raft_id == master.raft_id
-        flags = ["myself"] if member.raft_id == topology.my_id else []
-        flags.append("master" if is_master else "slave")
-        master_field = "-" if is_master or master is None else master.name
-        line = (
-            f"{member.name} {member.host}:{member.port}@{member.bus_port} {','.join(flags)} "
-            f"{master_field} 0 0 {topology.epoch} connected"
-        )
-        if is_master:
-            line += f" 0-{SLOTS - 1}"
-        lines.append(line)
-    return ("\n".join(lines) + "\n").encode()
+    is_master = master is not None and member.raft_id == master.raft_id
+    flags = ["myself"] if member.raft_id == topology.my_id else []
+    flags.append("master" if is_master else "slave")
+    link = "connected"
+    if member.raft_id in topology.failed:
+        flags.append("fail")
+        link = "disconnected"
+    master_field = "-" if is_master or master is None else master.name
+    line = (
+        f"{member.name} {member.host}:{member.port}@{member.bus_port} {','.join(flags)} "
+        f"{master_field} 0 0 {topology.epoch} {link}"
+    )
+    if is_master:
+        line += f" 0-{SLOTS - 1}"
+    return line
+
+
+def cluster_nodes(topology: Topology) -> bytes:
+    """CLUSTER NODES: a line per member."""
+    return "".join(node_line(topology, m) + "\n" for m in topology.members).encode()
 
 
 def cluster_info(topology: Topology, messages_sent: int, messages_received: int) -> Reply:

@@ -453,7 +453,18 @@ class Client(asyncio.Protocol):
             spec.rejected_calls += 1
             return CROSSSLOT
         if not keys and not spec.write:
-            return None  # keyless: PING, INFO, CLUSTER, DBSIZE, SCAN... answer locally
+            # A follower that proxies also forwards the reads of the whole keyspace
+            # (DBSIZE, KEYS, SCAN, RANDOMKEY), or its clients would miss their own
+            # writes; PING, INFO, CLUSTER... are answered here.
+            if (
+                "readonly" in spec.flags
+                and not node.is_leader
+                and not self.readonly
+                and node.leader_id
+                and node.config.proxy_to_leader
+            ):
+                return PROXY
+            return None
         if node.is_leader:
             return None if spec.write or self.readonly else READ_INDEX
         if self.readonly and not spec.write:

@@ -24,6 +24,7 @@ from nomadkv.cluster.topology import (
     cluster_nodes,
     cluster_shards,
     cluster_slots,
+    node_line,
     node_name,
 )
 from nomadkv.commands.table import (
@@ -68,6 +69,8 @@ HELP_LINES = [
     "    Return information about the cluster.",
     "MYID",
     "    Return the node id.",
+    "REPLICAS <node-id>",
+    "    Return <node-id> replicas.",
     "KEYSLOT <key>",
     "    Return the hash slot for <key>.",
     "COUNTKEYSINSLOT <slot>",
@@ -101,6 +104,18 @@ def cmd_cluster_shards(ctx: Client, argv: list[bytes]) -> ReplyT:
 def cmd_cluster_nodes(ctx: Client, argv: list[bytes]) -> ReplyT:
     """CLUSTER NODES"""
     return Verbatim(cluster_nodes(_cluster(ctx).topology()))
+
+
+def cmd_cluster_replicas(ctx: Client, argv: list[bytes]) -> ReplyT:
+    """CLUSTER REPLICAS node-id (and its old name, CLUSTER SLAVES)"""
+    topology = _cluster(ctx).topology()
+    member = next((m for m in topology.members if m.name.encode() == argv[2]), None)
+    if member is None:
+        raise CommandError(f"ERR Unknown node {argv[2].decode(errors='replace')}")
+    master = topology.master
+    if master is None or member.raft_id != master.raft_id:
+        raise CommandError("ERR The specified node is not a master")
+    return bulk_array([node_line(topology, m).encode() for m in topology.replicas()])
 
 
 def cmd_cluster_info(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -264,13 +279,14 @@ def cmd_role(ctx: Client, argv: list[bytes]) -> ReplyT:
                 str(m.port).encode(),
                 str(topology.match_index.get(m.raft_id, 0)).encode(),
             ]
-            for m in topology.replicas()
+            for m in topology.live_replicas()
         ]
         return Array([b"master", applied, replicas])
     leader = node.members.get(node.leader_id)
     if leader is None:
         return Array([b"slave", b"?", -1, b"connect", applied])
-    return Array([b"slave", leader.host.encode(), leader.port, b"connected", applied])
+    state = b"connect" if leader.raft_id in node.topology().failed else b"connected"
+    return Array([b"slave", leader.host.encode(), leader.port, state, applied])
 
 
 def cmd_readonly(ctx: Client, argv: list[bytes]) -> ReplyT:
@@ -385,6 +401,20 @@ CLUSTER = CommandSpec(
                 "Returns information about the state of a node.",
             ),
             _sub("myid", 2, ("loading", "stale"), cmd_cluster_myid, "Returns the ID of a node."),
+            _sub(
+                "replicas",
+                3,
+                ("admin", "stale"),
+                cmd_cluster_replicas,
+                "Lists the replica nodes of a master node.",
+            ),
+            _sub(
+                "slaves",
+                3,
+                ("admin", "stale"),
+                cmd_cluster_replicas,
+                "Lists the replica nodes of a master node.",
+            ),
             _sub("keyslot", 3, ("stale",), cmd_cluster_keyslot, "Returns the hash slot for a key."),
             _sub(
                 "countkeysinslot",

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from nomadkv.cluster.slots import key_slot
 from nomadkv.cluster.topology import Member, Topology, node_name
 from nomadkv.commands.machine import encode_entry
-from nomadkv.commands.table import CommandSpec
+from nomadkv.commands.table import CommandSpec, lookup
 from nomadkv.config import Config
 from nomadkv.raft.codec import decode_conf_change, decode_message, encode_message
 from nomadkv.raft.confchange import (
@@ -152,6 +152,10 @@ class ClusterNode(Node):
         self._snapshot_conf_states: dict[int, ConfState] = {}
         self.messages_sent = 0
         self.messages_received = 0
+        # Loop time of the last message from each peer, for the failed members that
+        # CLUSTER NODES, SLOTS, SHARDS, ROLE and INFO report (topology()).
+        self.heard_from: dict[int, float] = {}
+        self._started_at = loop.time()
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -254,6 +258,7 @@ class ClusterNode(Node):
             log.warning("message claiming to be from %d arrived from %s", message.sender, peer)
             return
         self.messages_received += 1
+        self.heard_from[message.sender] = self.loop.time()
         if self.peer_identities is not None:
             note_sender_term(self.peer_identities, message)
         self._run_due_ticks()
@@ -432,7 +437,7 @@ class ClusterNode(Node):
         self.is_leader = role is StateRole.LEADER
         log.info("node %d is now %s (leader %d)", self.raft_id, role.name.lower(), leader_id)
         if was_leader and not self.is_leader:
-            self._fail_reads(self.redirect_error(None))
+            self._redirect_reads()
             if self.proposed:
                 self.schedule_flush()  # writes held for the next entry: redirect them
         # Commands forwarded to a former leader may or may not have run there:
@@ -464,7 +469,12 @@ class ClusterNode(Node):
                 raise RequestDropped("not started")
             index = self.raw.propose(data)
         except RequestDropped:
-            self._answer(waiters, self.redirect_error(None))
+            for client, argv in zip(waiters, commands, strict=True):
+                if client is not None:
+                    client.deliver(self.redirect_command(lookup(argv[0]), argv))
+            for client in set(waiters):
+                if client is not None:
+                    client.commit_done()
             return
         self._last_entry_ms = now_ms
         self._inflight[index] = (data, now_ms, commands, waiters, time.perf_counter())
@@ -563,7 +573,7 @@ class ClusterNode(Node):
             self._run_due_ticks()  # a lease must count the time this process was paused
             self.raw.read_index(context)
         except RequestDropped:
-            self._fail_batch(batch, self.redirect_error(None))
+            self._redirect_batch(batch)
             return
         self._read_rounds[context] = batch
         self._schedule_ready()
@@ -582,22 +592,26 @@ class ClusterNode(Node):
         for client in touched:
             client.commit_done()
 
-    def _fail_reads(self, reply: bytes) -> None:
+    def _redirect_reads(self) -> None:
         batches = list(self._read_rounds.values()) + [b for _, b in self._reads_waiting_apply]
         self._read_rounds.clear()
         self._reads_waiting_apply.clear()
         for batch in batches:
-            self._fail_batch(batch, reply)
+            self._redirect_batch(batch)
 
-    def _fail_batch(
-        self, batch: list[tuple[Client, CommandSpec, list[bytes]]], reply: bytes
-    ) -> None:
-        for client, _, _ in batch:
-            client.deliver(reply)
+    def _redirect_batch(self, batch: list[tuple[Client, CommandSpec, list[bytes]]]) -> None:
+        for client, spec, argv in batch:
+            client.deliver(self.redirect_command(spec, argv))
         for client in {c for c, _, _ in batch}:
             client.commit_done()
 
     # -- routing -----------------------------------------------------------------------------
+
+    def redirect_command(self, spec: CommandSpec | None, argv: list[bytes]) -> bytes:
+        """redirect_error for a command this node can no longer run: -MOVED with
+        the slot of its first key, which clients remap to the new leader."""
+        keys = spec.keys.keys(argv) if spec is not None else []
+        return self.redirect_error(keys[0] if keys else None)
 
     def redirect_error(self, key: bytes | None) -> bytes:
         """What a client that must talk to the leader is told: -MOVED to it, or
@@ -613,8 +627,12 @@ class ClusterNode(Node):
         status = raw.status() if raw is not None else None
         conf = status.conf_state if status is not None else ConfState()
         match = {i: p.match_index for i, p in status.progress.items()} if status else {}
+        # A node removed from the group while it runs still lists itself ("myself"),
+        # as a forgotten Redis node does; redis-cli --cluster check needs that line.
         members = tuple(
-            m for _, m in sorted(self.members.items()) if m.raft_id in conf.members()
+            m
+            for _, m in sorted(self.members.items())
+            if m.raft_id in conf.members() or m.raft_id == self.raft_id
         ) or tuple(m for _, m in sorted(self.members.items()))
         return Topology(
             self.raft_id,
@@ -624,6 +642,25 @@ class ClusterNode(Node):
             self.leader_id,
             self.term,
             match,
+            self._failed_members(members),
+        )
+
+    def _failed_members(self, members: tuple[Member, ...]) -> frozenset[int]:
+        """Members not heard from for two election timeouts: every other member on
+        the leader (each answers its heartbeats), the leader on a follower. What a
+        follower knows of the other followers is nothing, so it reports none."""
+        if self.is_leader:
+            watched = [m.raft_id for m in members if m.raft_id != self.raft_id]
+        elif self.leader_id and self.leader_id != self.raft_id:
+            watched = [self.leader_id]
+        else:
+            return frozenset()
+        now = self.loop.time()
+        timeout_s = 2 * self.config.raft_election_ticks * self.config.raft_tick_ms / 1000
+        return frozenset(
+            raft_id
+            for raft_id in watched
+            if now - self.heard_from.get(raft_id, self._started_at) > timeout_s
         )
 
     # -- membership --------------------------------------------------------------------------
@@ -783,6 +820,36 @@ class ClusterNode(Node):
         self.proxy.close()
         await self.bus.close()
         self.storage.close()
+
+    def info_replication(self) -> dict[str, Any]:
+        """INFO replication's role-specific fields, from the topology, as a Redis
+        master or replica reports them (the shared tail is in server/info.py)."""
+        topology = self.topology()
+        now = self.loop.time()
+        if self.is_leader:
+            replicas = topology.live_replicas()
+            fields: dict[str, Any] = {"role": "master", "connected_slaves": len(replicas)}
+            for i, member in enumerate(replicas):
+                offset = topology.match_index.get(member.raft_id, 0)
+                lag = int(now - self.heard_from.get(member.raft_id, self._started_at))
+                fields[f"slave{i}"] = (
+                    f"ip={member.host},port={member.port},state=online,offset={offset},lag={lag}"
+                )
+            return fields
+        leader = topology.leader
+        up = leader is not None and leader.raft_id not in topology.failed
+        heard = self.heard_from.get(self.leader_id)
+        return {
+            "role": "slave",
+            "master_host": leader.host if leader is not None else "?",
+            "master_port": leader.port if leader is not None else -1,
+            "master_link_status": "up" if up else "down",
+            "master_last_io_seconds_ago": int(now - heard) if heard is not None else -1,
+            "master_sync_in_progress": 0,
+            "slave_repl_offset": self.machine.applied_index,
+            "slave_read_only": 1,
+            "connected_slaves": 0,
+        }
 
     def info_raft(self) -> dict[str, Any]:
         raw = self.raw

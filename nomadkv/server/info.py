@@ -173,10 +173,15 @@ def section_stats(node: Node) -> dict[str, Any]:
 
 
 def section_replication(node: Node) -> dict[str, Any]:
-    leader = getattr(node, "is_leader", True)
+    # A cluster node reports its role, its master or its replicas (ClusterNode).
+    info_replication: Callable[[], dict[str, Any]] | None = getattr(node, "info_replication", None)
+    fields = (
+        info_replication()
+        if info_replication is not None
+        else {"role": "master", "connected_slaves": 0}
+    )
     return {
-        "role": "master" if leader else "slave",
-        "connected_slaves": 0,
+        **fields,
         "master_failover_state": "no-failover",
         "master_replid": state_of(node).run_id,
         "master_repl_offset": node.machine.applied_index,

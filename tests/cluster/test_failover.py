@@ -29,6 +29,7 @@ from clusterkit import (
     wait_for_leader,
 )
 
+from nomadkv.cluster.slots import key_slot
 from nomadkv.harness import LocalCluster, wait_until
 
 FAILOVER_BOUND_S = 5.0  # issue 4's target is 2 s with the default timeouts (50 ms x 10 ticks)
@@ -119,19 +120,28 @@ def test_paused_leader_serves_no_stale_read_and_loses_no_acknowledged_write(
     stale: list[tuple[int, object]] = []
     acknowledged: dict[str, str] = {}
     answers: list[object] = []
+    misdirected: list[tuple[str, int]] = []
     for i, connection in enumerate(connections):
         for j, kind in enumerate(ORDERS[i]):
+            key = "s" if kind == "GET" else f"paused:{i}:{j}"
             try:
                 reply: object = connection.read_response()
             except redis.ResponseError as exc:  # MOVED, CLUSTERDOWN, a lost write
                 reply = exc
             answers.append(reply)
+            # A command the old leader can no longer run is redirected by its own
+            # key's slot, which is the slot a cluster client remaps.
+            if isinstance(reply, redis.exceptions.MovedError) and reply.slot_id != key_slot(
+                key.encode()
+            ):
+                misdirected.append((key, reply.slot_id))
             if kind == "GET" and reply == b"old":
                 stale.append((i, reply))
             if kind == "SET" and reply == b"OK":
                 acknowledged[f"paused:{i}:{j}"] = f"v{i}:{j}"
         connection.disconnect()
     assert not stale, f"the paused leader served stale reads: {stale} (all answers: {answers})"
+    assert not misdirected, f"MOVED with another key's slot: {misdirected} ({answers})"
 
     leader = cluster.leader(timeout_s=15)
     client = leader.client(socket_timeout=10)

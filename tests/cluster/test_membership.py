@@ -124,6 +124,9 @@ def test_meet_promotes_a_learner_then_forget_and_failover(
     expected |= write_keys(leader, "after-forget", 50)
     barrier(leader, cluster.nodes)
     assert readonly_client(joiner).get("after-forget:0") is None  # it gets no more entries
+    # Still running, the removed node lists itself, as a forgotten Redis node does.
+    own = [line.split(" ") for line in cluster_nodes_lines(joiner) if line.startswith(joiner_id)]
+    assert len(own) == 1 and "myself" in own[0][2].split(",")
 
     # CLUSTER FAILOVER on a follower: leadership moves to it.
     follower = next(node for node in cluster.nodes if node is not leader)

@@ -1,0 +1,201 @@
+"""CLUSTER, ROLE and INFO replication on a running 3-node cluster, compared with
+a real one-master Redis Cluster where Redis's reply is the spec: error texts,
+RESP3 types, the replicas of a master, failed members, and a proxying
+follower's whole-keyspace reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+
+import hiredis
+import pytest
+import redis
+from clusterkit import barrier, leader_among
+
+from nomadkv.cluster.topology import node_name
+from nomadkv.harness import LocalCluster, ServerProcess, free_port, redis_server, wait_until
+
+# A follower not heard from for two election timeouts (2 x 10 ticks x 50 ms) is failed.
+FAILED_WITHIN_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(str(tmp_path_factory.mktemp("commands")), proxy_to_leader="yes").start()
+    c.leader()
+    yield c
+    for node in c.nodes:
+        node.signal(signal.SIGCONT)
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real Redis Cluster of one master owning every slot."""
+    data_dir = str(tmp_path_factory.mktemp("redis-cluster"))
+    conf = os.path.join(data_dir, "nodes.conf")
+    server = redis_server(
+        data_dir,
+        port=free_port(also_free=(10000,)),  # and its cluster bus port
+        extra=("--cluster-enabled", "yes", "--cluster-config-file", conf),
+    )
+    server.start()
+    client = server.client(decode_responses=True)
+    client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    wait_until(
+        lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+        30,
+        "the one-master Redis Cluster to be ok",
+    )
+    client.close()
+    yield server
+    server.stop()
+
+
+def encode(*argv: str) -> bytes:
+    return b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a.encode()) for a in argv)
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """The bytes of one reply, exactly as sent (its RESP types kept)."""
+    reader = hiredis.Reader()
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+        reader.feed(chunk)
+        if reader.gets() is not False:
+            return data
+
+
+def resp3_reply(node: ServerProcess, *argv: str) -> bytes:
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(encode("HELLO", "3"))
+        read_reply(sock)
+        sock.sendall(encode(*argv))
+        return read_reply(sock)
+
+
+def error_of(node: ServerProcess, *argv: str) -> str:
+    with pytest.raises(redis.ResponseError) as caught:
+        node.client().execute_command(*argv)
+    return str(caught.value)
+
+
+BAD_SLOT_ARGUMENTS = [
+    ("CLUSTER", "COUNTKEYSINSLOT", "abc"),
+    ("CLUSTER", "COUNTKEYSINSLOT", "-1"),
+    ("CLUSTER", "COUNTKEYSINSLOT", "16384"),
+    ("CLUSTER", "GETKEYSINSLOT", "16384", "1"),
+    ("CLUSTER", "GETKEYSINSLOT", "-1", "1"),
+    ("CLUSTER", "GETKEYSINSLOT", "1", "-1"),
+    ("CLUSTER", "GETKEYSINSLOT", "1", "abc"),
+    ("CLUSTER", "GETKEYSINSLOT", "abc", "1"),
+    ("CLUSTER", "REPLICAS", "0123456789012345678901234567890123456789"),
+    ("CLUSTER", "SLAVES", "nosuch"),
+]
+
+
+@pytest.mark.parametrize("argv", BAD_SLOT_ARGUMENTS, ids=[" ".join(a) for a in BAD_SLOT_ARGUMENTS])
+def test_errors_match_redis_cluster(
+    argv: tuple[str, ...], cluster: LocalCluster, redis_cluster: ServerProcess
+) -> None:
+    assert error_of(cluster.leader(), *argv) == error_of(redis_cluster, *argv)
+
+
+def test_resp3_types_match_redis_cluster(
+    cluster: LocalCluster, redis_cluster: ServerProcess
+) -> None:
+    for server in (cluster.leader(), redis_cluster):
+        nodes = resp3_reply(server, "CLUSTER", "NODES")
+        assert nodes.startswith(b"=") and nodes[nodes.index(b"\r\n") + 2 :].startswith(b"txt:")
+        # Each node of CLUSTER SLOTS ends with a map of metadata (empty here).
+        slots = resp3_reply(server, "CLUSTER", "SLOTS")
+        assert slots.endswith(b"%0\r\n") and b"*0\r\n" not in slots
+
+
+def test_replicas_of_the_leader_are_the_followers(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    leader_name = node_name(cluster.nodes.index(leader) + 1)
+    lines = [
+        line.decode()
+        for line in leader.client().execute_command("CLUSTER", "REPLICAS", leader_name)
+    ]
+    ports = sorted(int(line.split(" ")[1].split(":")[1].split("@")[0]) for line in lines)
+    assert ports == sorted(n.port for n in cluster.nodes if n is not leader)
+    assert all(
+        line.split(" ")[2] == "slave" and line.split(" ")[3] == leader_name for line in lines
+    )
+    follower_name = node_name(next(i for i, n in enumerate(cluster.nodes, 1) if n is not leader))
+    assert error_of(leader, "CLUSTER", "SLAVES", follower_name) == (
+        "The specified node is not a master"
+    )
+
+
+def test_a_proxying_follower_sees_its_own_writes_in_whole_keyspace_reads(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.leader()
+    follower = next(node for node in cluster.nodes if node is not leader)
+    client = follower.client()  # a plain client: the follower proxies for it
+    before = client.dbsize()
+    for i in range(30):
+        assert client.set(f"own:{i}", i) is True
+        assert client.dbsize() == before + i + 1
+        assert len(client.keys("own:*")) == i + 1
+        assert len(list(client.scan_iter("own:*", count=1000))) == i + 1
+    assert client.randomkey() is not None
+    readonly = follower.client()
+    readonly.execute_command("READONLY")  # a READONLY connection reads its own replica
+    barrier(leader, cluster.nodes)
+    assert len(readonly.keys("own:*")) == 30
+
+
+def replication(node: ServerProcess) -> dict[str, object]:
+    return node.client(socket_timeout=2).info("replication")
+
+
+def test_a_silent_follower_is_reported_failed_then_online(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    followers = [node for node in cluster.nodes if node is not leader]
+    stopped, other = followers
+    stopped_id = node_name(cluster.nodes.index(stopped) + 1)
+    client = leader.client(socket_timeout=5)
+
+    def reports(alive: bool) -> bool:
+        line = next(
+            line.split(" ")
+            for line in client.execute_command("CLUSTER", "NODES").decode().splitlines()
+            if line.startswith(stopped_id)
+        )
+        failed = "fail" in line[2].split(",") and line[7] == "disconnected"
+        return failed != alive
+
+    info = replication(leader)
+    assert info["role"] == "master" and info["connected_slaves"] == 2
+    mine = replication(other)
+    assert mine["role"] == "slave" and mine["master_port"] == leader.port
+    assert mine["master_link_status"] == "up"
+
+    stopped.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: reports(alive=False), FAILED_WITHIN_S, "the stopped follower failed")
+        slots = client.execute_command("CLUSTER", "SLOTS")
+        # Every node has the same port on its own address: nodes are told apart by host.
+        assert [entry[0].decode() for entry in slots[0][3:]] == [other.host]
+        assert [r[0].decode() for r in client.execute_command("ROLE")[2]] == [other.host]
+        info = replication(leader)
+        assert info["connected_slaves"] == 1 and info["slave0"]["ip"] == other.host
+        shards = client.execute_command("CLUSTER", "SHARDS")
+        health = {n[b"ip"]: n[b"health"] for n in shards[0][b"nodes"]}  # RESP3 maps
+        assert health[stopped.host.encode()] == b"failed"
+        assert health[other.host.encode()] == b"online"
+    finally:
+        stopped.signal(signal.SIGCONT)
+    wait_until(lambda: reports(alive=True), FAILED_WITHIN_S, "the follower back online")
+    assert replication(leader)["connected_slaves"] == 2
+    assert leader_among(cluster.nodes) is leader
