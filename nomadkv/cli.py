@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(all_commands()), end="")
         return 0
     if args.command == "repair-log":
-        from nomadkv.storage.recovery import DataDirInUse, repair
+        from nomadkv.storage.recovery import DataDirInUse, RepairRefused, repair
 
         if not os.path.isdir(args.dir):
             print(f"nomadkv: {args.dir} is not a directory", file=sys.stderr)
@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = repair(args.dir)
         except DataDirInUse as exc:
             print(f"nomadkv: {exc}; stop the node first", file=sys.stderr)
+            return 1
+        except RepairRefused as exc:
+            print(f"nomadkv: {exc}", file=sys.stderr)
             return 1
         for line in report.lines():
             print(line)

@@ -365,12 +365,16 @@ class ClusterNode(Node):
             or rd.hard_state.vote != self.storage.hard_state.vote
         )
         try:
-            if rd.snapshot is not None:
-                self._install_snapshot(rd)
-            self.storage.append(rd.entries)
+            # The hard state first: a log (or snapshot) on disk then always comes with
+            # the term it was written in, so an empty raft-state beside a log is damage
+            # (RaftStorage refuses to start on it). A commit index ahead of the log is
+            # clamped on restart.
             if rd.hard_state is not None:
                 self.storage.set_hard_state(rd.hard_state)
                 self.term = rd.hard_state.term
+            if rd.snapshot is not None:
+                self._install_snapshot(rd)
+            self.storage.append(rd.entries)
         except OSError as exc:
             self.fail_stop(f"cannot write the Raft log or hard state: {exc}")
             return

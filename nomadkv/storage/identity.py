@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 
+from nomadkv.storage.log import REJOIN_HINT, CorruptLog
 from nomadkv.storage.snapshot import write_bytes_atomically
 
 IDENTITY_NAME = "identity"
@@ -34,12 +35,15 @@ def load_or_create_identity(data_dir: str) -> str:
     path = os.path.join(data_dir, IDENTITY_NAME)
     try:
         with open(path, "rb") as f:
-            identity = f.read().decode("ascii").strip()
+            data = f.read()
     except FileNotFoundError:
-        identity = ""
-    if not identity:
         identity = os.urandom(16).hex()
         write_bytes_atomically(path, identity.encode("ascii") + b"\n")
+        return identity
+    identity = data.decode("ascii", errors="replace").strip()
+    if len(identity) != 32 or any(c not in "0123456789abcdef" for c in identity):
+        # Written atomically: anything else is damage, not a first start.
+        raise CorruptLog(f"{path} is damaged. " + REJOIN_HINT.format(data_dir=data_dir))
     return identity
 
 
@@ -54,14 +58,20 @@ class PeerIdentities:
         try:
             with open(self.path, "rb") as f:
                 stored = json.loads(f.read())
+            for raft_id, seen in stored.items():
+                if isinstance(seen, str):  # written before terms were kept
+                    self.known[int(raft_id)], self.terms[int(raft_id)] = seen, 0
+                else:
+                    self.known[int(raft_id)] = str(seen["identity"])
+                    self.terms[int(raft_id)] = int(seen["term"])
         except FileNotFoundError:
             return
-        for raft_id, seen in stored.items():
-            if isinstance(seen, str):  # written before terms were kept
-                self.known[int(raft_id)], self.terms[int(raft_id)] = seen, 0
-            else:
-                self.known[int(raft_id)] = str(seen["identity"])
-                self.terms[int(raft_id)] = int(seen["term"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Written atomically: an unreadable file is damage. Without it this node
+            # would take a wiped peer back as the member it was.
+            raise CorruptLog(
+                f"{self.path} is damaged ({exc!r}). " + REJOIN_HINT.format(data_dir=data_dir)
+            ) from None
 
     def get(self, raft_id: int) -> str | None:
         return self.known.get(raft_id)

@@ -62,12 +62,24 @@ REPAIR_HINT = (
     "Nothing after this point can be trusted, and NomadKV never skips damage silently. "
     "To start anyway, run `nomadkv repair-log --dir {data_dir}`: it cuts the log at the "
     "damage and moves everything after it to {data_dir}/damaged/ (those writes are lost "
-    "on this node; a cluster member catches up from its leader). See docs/storage.md."
+    "on this node). See docs/storage.md. A cluster member is not repaired: it rejoins as a "
+    "new member (docs/cluster.md, 'A member that lost its data')."
+)
+
+# What a cluster member whose persisted state is damaged or lost must do instead of
+# starting: it may have voted or acknowledged entries with what it lost.
+REJOIN_HINT = (
+    "A cluster member must not come back as the same member without what it persisted "
+    "(it may have voted or acknowledged entries with it): keep it stopped, run CLUSTER "
+    "FORGET <its node id> on the leader, move {data_dir} aside (keep it until you are sure "
+    "you do not need it), start it with an empty --dir and --cluster-join yes, then CLUSTER "
+    "MEET it (docs/cluster.md, 'A member that lost its data')."
 )
 
 
 class CorruptLog(Exception):
-    """The log is damaged before its tail; the message says where and how to repair."""
+    """The log (or a cluster member's state beside it) is damaged: the message says
+    where and what to do."""
 
 
 class Record(NamedTuple):

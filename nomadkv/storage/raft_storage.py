@@ -40,7 +40,7 @@ from nomadkv.raft.entry import (
     SnapshotMeta,
 )
 from nomadkv.raft.storage import MemoryStorage
-from nomadkv.storage.log import Log
+from nomadkv.storage.log import REJOIN_HINT, CorruptLog, Log
 from nomadkv.storage.recovery import Recovered
 from nomadkv.storage.snapshot import CorruptSnapshot
 
@@ -123,6 +123,12 @@ class RaftStorage(MemoryStorage):
             magic, seq, term, vote, commit = _STATE.unpack(body)
             if magic == _STATE_MAGIC and (best is None or seq > best[0]):
                 best = (seq, HardState(term, vote, commit))
+        if best is None and (data or self.last_index() > 0):
+            # Written with two slots, one at a time: a file that held one complete
+            # write always has a valid slot, and a member whose log holds entries has
+            # written its term. Starting from nothing would forget its vote.
+            problem = "holds no valid hard state" if data else "is empty, but the log is not"
+            raise CorruptLog(f"{path} {problem}. " + REJOIN_HINT.format(data_dir=self.directory))
         if best is not None:
             self._state_seq = best[0]
             hard_state = best[1]
@@ -180,10 +186,10 @@ class RaftStorage(MemoryStorage):
         from the leader (the core clamps a stale one), so most Readies pay one
         fsync, not two.
         """
-        self.log.sync()
         if self._vote_unsynced and self._state_fd >= 0:
-            os.fsync(self._state_fd)
+            os.fsync(self._state_fd)  # first, as it was written first (ClusterNode._handle_ready)
             self._vote_unsynced = False
+        self.log.sync()
 
     def install_snapshot(self, snapshot: Snapshot, path: str, extra: dict[str, Any]) -> None:
         """A snapshot from the leader was written to ``path``: the log restarts after it."""

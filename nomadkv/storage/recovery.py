@@ -30,7 +30,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from nomadkv.storage.log import REPAIR_HINT, CorruptLog, Log, fsync_directory, make_directory
+from nomadkv.storage.log import (
+    REJOIN_HINT,
+    REPAIR_HINT,
+    CorruptLog,
+    Log,
+    fsync_directory,
+    make_directory,
+)
 from nomadkv.storage.log import repair as repair_log
 from nomadkv.storage.snapshot import (
     CorruptSnapshot,
@@ -166,6 +173,10 @@ class RepairReport:
         return out
 
 
+class RepairRefused(Exception):
+    """repair-log will not touch this directory; the message says what to do instead."""
+
+
 def repair(data_dir: str, now: float | None = None) -> RepairReport:
     """Make ``data_dir`` start again, losing as little as the damage forces.
 
@@ -173,8 +184,15 @@ def repair(data_dir: str, now: float | None = None) -> RepairReport:
     2. Read every snapshot whole; set damaged ones aside.
     3. If the log does not connect to the newest intact snapshot, move the
        whole log aside: the node starts from that snapshot.
-    Raises DataDirInUse while a node runs on ``data_dir``.
+    Raises DataDirInUse while a node runs on ``data_dir``, and RepairRefused on a
+    cluster member's directory: cutting its log would bring it back as the same
+    voter without entries it may have acknowledged (it rejoins as a new member).
     """
+    if os.path.exists(os.path.join(data_dir, "raft-state")):
+        raise RepairRefused(
+            f"{data_dir} belongs to a cluster member; repair-log changes nothing there. "
+            + REJOIN_HINT.format(data_dir=data_dir)
+        )
     lock = lock_data_dir(data_dir)
     try:
         return _repair(data_dir, now)
