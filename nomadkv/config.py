@@ -29,11 +29,14 @@ def _size(value: Any) -> int:
     if isinstance(value, int):
         return value
     text = str(value).strip().lower()
-    for suffix, factor in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("b", 1)):
-        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
-            return int(text[: -len(suffix)]) * factor
-    if text.lstrip("-").isdigit():
-        return int(text)
+    try:  # int() refuses some digits isdigit() takes ("²") and numbers of 4300+ digits
+        for suffix, factor in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("b", 1)):
+            if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+                return int(text[: -len(suffix)]) * factor
+        if text.lstrip("-").isdigit():
+            return int(text)
+    except ValueError:
+        pass
     raise ConfigError(f"not a size: {value!r}")
 
 

@@ -39,3 +39,6 @@ def test_flags_override_the_file_and_bad_values_are_refused(tmp_path) -> None:
         load(None, {"appendfsync": "sometimes"})
     with pytest.raises(ConfigError):
         load(None, {"node-id": "1"})  # cluster mode needs a secret and peers
+    for size in ("\u00b2", "9" * 5000, "1\u00b2mb"):  # isdigit() takes them, int() refuses
+        with pytest.raises(ConfigError):
+            load(None, {"proto-max-bulk-len": size})

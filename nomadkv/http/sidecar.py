@@ -232,7 +232,13 @@ class Sidecar:
 
     async def set(self, request: web.Request) -> web.Response:
         """POST /api/v1/set {"key", "value", "ttl"?, "encoding"?}"""
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPException:
+            raise
+        except (web.RequestPayloadError, ConnectionResetError) as exc:
+            # A bad Content-Encoding, a broken chunk, a client gone mid-body.
+            raise BadRequest(f"the body could not be read: {exc}") from None
         key, value, ttl = parse_set_body(body, self.node.config.proto_max_bulk_len)
         argv = [b"SET", key, value]
         if ttl is not None:
@@ -415,7 +421,13 @@ async def start_sidecar(node: Node) -> web.AppRunner:
     the caller awaits ``cleanup()`` on the runner at shutdown."""
     config = node.config
     runner = web.AppRunner(
-        build_app(node), access_log=None, logger=protocol_log, shutdown_timeout=5.0
+        build_app(node),
+        access_log=None,
+        logger=protocol_log,
+        shutdown_timeout=5.0,
+        # aiohttp's default (3630 s) also bounds a connection that never sends its
+        # request line and headers: slow clients could hold descriptors for an hour.
+        keepalive_timeout=15.0,
     )
     await runner.setup()
     for address in config.http_address.split():

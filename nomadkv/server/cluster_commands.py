@@ -197,7 +197,15 @@ def cmd_cluster_meet(ctx: Client, argv: list[bytes]) -> ReplyT:
             answer = exc.reply()
         except RequestDropped as exc:
             answer = b"-ERR cannot add the node now: %b\r\n" % exc.reason.encode()
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,
+            TypeError,
+            IndexError,
+            AttributeError,
+            hiredis.ProtocolError,
+        ) as exc:  # all but the first two: what answered is not a NomadKV node
             answer = b"-ERR cannot reach %b:%d: %b\r\n" % (host.encode(), port, str(exc).encode())
         ctx.deliver(answer)
         ctx.commit_done()

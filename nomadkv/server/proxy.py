@@ -86,8 +86,9 @@ class LeaderProxy:
             self.target = target
         if self.connection is None and not self.connecting:
             self._connect()
+        data = encode_command(argv)  # before queueing: a failure must not shift the replies
         self.waiting.append(client)
-        self._write(encode_command(argv))
+        self._write(data)
         self.forwarded += 1
 
     def _write(self, data: bytes) -> None:

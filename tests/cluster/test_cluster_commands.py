@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import hiredis
@@ -199,3 +201,32 @@ def test_a_silent_follower_is_reported_failed_then_online(cluster: LocalCluster)
     wait_until(lambda: reports(alive=True), FAILED_WITHIN_S, "the follower back online")
     assert replication(leader)["connected_slaves"] == 2
     assert leader_among(cluster.nodes) is leader
+
+
+def test_meet_of_something_that_is_not_a_node_answers_an_error(cluster: LocalCluster) -> None:
+    """An HTTP server where a node should be: the MEET fails with a reply (it used to
+    leave the connection waiting forever) and the connection goes on."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    port = listener.getsockname()[1]
+
+    done = threading.Event()
+
+    def answer_like_http() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            done.wait(30)  # keep it open: the node must give up on what it read
+
+    threading.Thread(target=answer_like_http, daemon=True).start()
+    try:
+        client = cluster.leader().client(socket_timeout=20)
+        started = time.monotonic()
+        with pytest.raises(redis.ResponseError, match=f"cannot reach 127.0.0.1:{port}"):
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        # At once, not after the MEET's 5 s call timeout (or never: the task died).
+        assert time.monotonic() - started < 4.0
+        assert client.ping()
+    finally:
+        done.set()
+        listener.close()

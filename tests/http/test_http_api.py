@@ -201,6 +201,14 @@ def test_an_oversized_body_is_refused(api: HttpClient, resp: redis.Redis) -> Non
     assert api.set("after-huge", "ok").status == 200
 
 
+def test_a_body_that_cannot_be_decoded_is_a_bad_request(api: HttpClient) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = api.request("POST", "/api/v1/set", body="not gzip at all", headers=headers)
+    assert answer.status == 400
+    assert answer.json()["error"].startswith("the body could not be read")
+    assert api.set("after-bad-encoding", "ok").status == 200
+
+
 def test_form_encoded_curl_bodies_are_read_as_json(api: HttpClient, resp: redis.Redis) -> None:
     # curl -d sends application/x-www-form-urlencoded unless told otherwise.
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
