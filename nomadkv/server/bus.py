@@ -44,6 +44,31 @@ HANDSHAKE_TIMEOUT_S = 5.0
 # A peer that does not drain its socket is disconnected past this much queued output.
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAX_HANDSHAKE_BYTES = 4096
+AUTH_FIELDS = 6  # AUTH, node id, proof, advertised address, identity, term
+
+
+def handshake_shape(buffer: bytes) -> bool | None:
+    """Whether ``buffer`` starts with a frame shaped like the AUTH handshake (an
+    array of AUTH_FIELDS bulks), None while it is too short to tell. Checked before
+    hiredis reads a stranger's bytes: hiredis allocates an array as soon as it reads
+    its header, and freeing 2^31 slots ("*2147483647", 13 bytes) takes seconds."""
+    header = b"*%d\r\n" % AUTH_FIELDS
+    if not header.startswith(buffer[: len(header)]):
+        return False
+    pos = len(header)
+    for _ in range(AUTH_FIELDS):
+        if pos >= len(buffer):
+            return None
+        if buffer[pos] != 0x24:  # '$'
+            return False
+        end = buffer.find(b"\r\n", pos)
+        if end < 0:
+            return None if len(buffer) - pos <= 8 else False
+        length = buffer[pos + 1 : end]
+        if not length.isdigit() or len(length) > 4:
+            return False
+        pos = end + 2 + int(length) + 2
+    return True
 
 
 def proof(
@@ -68,6 +93,7 @@ class _Inbound(asyncio.Protocol):
         self.nonce = os.urandom(16).hex().encode()
         self.peer_id: bytes | None = None
         self.unauthenticated_bytes = 0
+        self.unchecked: bytes | None = b""  # a stranger's first bytes, until checked
         self.handshake_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,6 +114,15 @@ class _Inbound(asyncio.Protocol):
             if self.unauthenticated_bytes > MAX_HANDSHAKE_BYTES:
                 self._drop("handshake too long")
                 return
+            if self.unchecked is not None:
+                self.unchecked += data
+                shaped = handshake_shape(self.unchecked)
+                if shaped is None:
+                    return
+                if not shaped:
+                    self._drop("unexpected frame")
+                    return
+                data, self.unchecked = self.unchecked, None
         try:
             reader.feed(data)
             while (item := reader.gets()) is not False:

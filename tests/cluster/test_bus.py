@@ -56,6 +56,31 @@ def test_peers_exchange_batches_and_strangers_are_refused() -> None:
     asyncio.run(scenario())
 
 
+def test_a_stranger_cannot_make_the_bus_allocate_a_huge_array() -> None:
+    """hiredis allocates an array when it reads the header: unchecked, 13 bytes
+    ("*2147483647") cost seconds of freeing. A stranger's bytes must look like
+    the AUTH frame before hiredis reads them."""
+
+    async def scenario() -> None:
+        port = free_port("127.0.0.2")
+        bus = PeerBus(asyncio.get_running_loop(), b"a", b"secret", lambda p, m: None, "127.0.0.2")
+        try:
+            await bus.listen("127.0.0.2", port)
+            for attack in (b"*2147483647\r\n", b"*6\r\n*2147483647\r\n", b"*6\r\n$3\r\nAUTH"):
+                reader, writer = await asyncio.open_connection("127.0.0.2", port)
+                await reader.readuntil(b"\r\n")  # NONCE's header
+                started = asyncio.get_running_loop().time()
+                writer.write(attack + b"\r\n" * (attack.endswith(b"AUTH")) + b"$9999999\r\n")
+                await asyncio.wait_for(reader.read(), 2.0)  # closed by the bus
+                assert asyncio.get_running_loop().time() - started < 1.0
+                writer.close()
+            assert bus.auth_failures == 0  # refused before any AUTH was read
+        finally:
+            await bus.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_peers_term_is_kept_from_its_messages_but_not_its_pre_votes(tmp_path) -> None:
     identities = PeerIdentities(str(tmp_path))
     identities.record(2, "cafe")

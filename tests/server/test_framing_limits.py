@@ -6,6 +6,7 @@ limits, the query buffer limit."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 import redis
@@ -33,6 +34,7 @@ CASES = {
     "null bulk among MGET's keys": b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$-1\r\n",
     "nested array as a read's key": b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\na\r\n",
     "nested array": b"*1\r\n*1\r\n$4\r\nPING\r\n",
+    "nested array of 2^31 - 1 elements": b"*1\r\n*2147483647\r\n",
     "empty array as an argument": b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n*0\r\n",
     "unbalanced double quote": b'ECHO "abc\r\n',
     "unbalanced single quote": b"ECHO 'abc\r\n",
@@ -75,6 +77,27 @@ def test_protocol_error_closes_only_that_connection(shared_node: ServerProcess) 
         assert closed_by_server(bad)
     assert client.get("survivor") == b"yes"
     assert client.ping() is True
+
+
+def test_nested_huge_array_headers_do_not_stall_the_node(shared_node: ServerProcess) -> None:
+    """hiredis allocates an array when it reads its header: a nested one of 2^31 - 1
+    elements took 3.5 s to free, per connection. The exact walk refuses it first,
+    whole or split between two reads."""
+    client = shared_node.client(socket_timeout=10)
+    for first, second in [
+        (b"*1\r\n*2147483647\r\n", b""),
+        (b"*2\r\n$3\r\nGET\r\n*21", b"47483647\r\n"),
+        (b"*2\r\n$3\r\nGET\r\n", b"*2147483647\r\n"),
+    ]:
+        with socket.create_connection(("127.0.0.1", shared_node.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(first)
+            if second:
+                time.sleep(0.05)  # most likely a second read on the server (else one: still valid)
+                sock.sendall(second)
+            assert closed_by_server(sock)
+        assert client.ping()
+        assert time.monotonic() - started < 1.0
 
 
 def test_a_request_split_at_every_byte_is_parsed(shared_node: ServerProcess) -> None:
