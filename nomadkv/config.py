@@ -240,6 +240,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("raft-heartbeat-ticks", _int, 2, "Leader heartbeat interval in ticks.", minimum=1),
     Option(
+        "raft-max-entry-bytes",
+        _size,
+        8 * 1024 * 1024,
+        "Largest Raft log entry: writes are batched into entries up to this size, and a "
+        "single write larger than it is refused (writing, fsyncing and sending a 64 MB "
+        "entry stalled a leader past its election timeout).",
+        minimum=64 * 1024,
+    ),
+    Option(
         "raft-lease-reads",
         _bool,
         False,
@@ -282,6 +291,7 @@ class Config:
     raft_election_ticks: int = 10
     raft_heartbeat_ticks: int = 2
     raft_lease_reads: bool = False
+    raft_max_entry_bytes: int = 8 * 1024 * 1024
 
     def get(self, name: str) -> Any:
         return getattr(self, OPTIONS_BY_NAME[name].field)

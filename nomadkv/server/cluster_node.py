@@ -468,6 +468,11 @@ class ClusterNode(Node):
         self.waiters.clear()
         now_ms = max(wall_ms(), self._last_entry_ms)
         data = encode_entry(now_ms, commands)
+        if len(data) > self.config.raft_max_entry_bytes:
+            commands, waiters = self._take_entry_sized(commands, waiters)
+            if not commands:
+                return
+            data = encode_entry(now_ms, commands)
         try:
             if self.raw is None:
                 raise RequestDropped("not started")
@@ -484,6 +489,37 @@ class ClusterNode(Node):
         self._inflight[index] = (data, now_ms, commands, waiters, time.perf_counter())
         self.stats.log_bytes_written += len(data)
         self._schedule_ready()
+
+    def _take_entry_sized(
+        self, commands: list[list[bytes]], waiters: list[Client | None]
+    ) -> tuple[list[list[bytes]], list[Client | None]]:
+        """The first writes that fit in one entry of raft-max-entry-bytes; the rest go
+        back to wait for the next entry, and a write that alone exceeds the limit is
+        refused once it is first in line, so after the replies of the writes before it.
+        Writing, fsyncing and sending one huge entry stalls every node's loop: a 64 MB
+        SET cost a leader its leadership (docs/cluster.md)."""
+        limit = self.config.raft_max_entry_bytes
+        taken: list[list[bytes]] = []
+        taken_waiters: list[Client | None] = []
+        size = 0
+        for i, (argv, client) in enumerate(zip(commands, waiters, strict=True)):
+            need = sum(len(arg) + 16 for arg in argv)  # marshal adds a few bytes per argument
+            if need > limit and not taken:
+                if client is not None:
+                    client.deliver(
+                        b"-ERR the write of %d bytes exceeds raft-max-entry-bytes (%d)\r\n"
+                        % (need, limit)
+                    )
+                    client.commit_done()
+                continue
+            if taken and size + need > limit:
+                self.proposed[:0] = commands[i:]
+                self.waiters[:0] = waiters[i:]
+                break
+            taken.append(argv)
+            taken_waiters.append(client)
+            size += need
+        return taken, taken_waiters
 
     def _writes_still_arriving(self) -> bool:
         """Whether the next entry waits one more loop turn (up to GATHER_TURNS_MAX)

@@ -230,3 +230,28 @@ def test_meet_of_something_that_is_not_a_node_answers_an_error(cluster: LocalClu
     finally:
         done.set()
         listener.close()
+
+
+def test_writes_are_cut_into_entries_of_raft_max_entry_bytes(make_cluster) -> None:
+    """A pipeline of writes larger than one entry goes out as several; a write larger
+    than an entry is refused, in its place among the replies."""
+    cluster = make_cluster(raft_max_entry_bytes=64 * 1024)
+    leader = cluster.leader()
+    client = leader.client(socket_timeout=20)
+    raft = client.info("raft")
+    term, commit = int(raft["term"]), int(raft["commit_index"])
+    pipe = client.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set(f"chunk:{i}", str(i) * 30_000)  # 20 x 30 kB: at least 10 entries
+    pipe.set("before-huge", "1")
+    pipe.set("huge", "x" * 100_000)
+    pipe.set("after-huge", "1")
+    replies = pipe.execute(raise_on_error=False)
+    assert replies[:21] == [True] * 21 and replies[22] is True
+    assert isinstance(replies[21], redis.ResponseError)
+    assert "exceeds raft-max-entry-bytes (65536)" in str(replies[21])
+    raft = client.info("raft")
+    assert int(raft["term"]) == term
+    assert int(raft["commit_index"]) - commit >= 10
+    assert client.get("huge") is None and client.get("after-huge") == b"1"
+    assert client.get("chunk:19") == b"19" * 30_000
