@@ -72,7 +72,12 @@ def render_value(value: Any) -> str:
 
 def parse_value(option: Option, raw: bytes) -> Any:
     """The value CONFIG SET would store, or the reason (Redis's words) it cannot."""
-    text = raw.decode(errors="replace")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        # Options are text (the TOML file is UTF-8): stored with replacement
+        # characters, a requirepass of other bytes would lock every client out.
+        raise ConfigError("argument must be UTF-8 text") from None
     default = option.default
     if isinstance(default, bool):
         if text.lower() not in ("yes", "no"):

@@ -199,6 +199,16 @@ def test_config_set_is_atomic_and_takes_effect(shared_node: ServerProcess) -> No
     client.close()
 
 
+def test_a_password_that_is_not_utf8_is_refused(shared_node: ServerProcess) -> None:
+    """Stored with replacement characters, it would have locked out every client."""
+    client = shared_node.client()
+    with pytest.raises(redis.ResponseError, match="argument must be UTF-8 text"):
+        client.execute_command("CONFIG", "SET", "requirepass", b"\xff\xfesecret")
+    assert client.config_get("requirepass") == {"requirepass": ""}
+    assert shared_node.client().ping()  # a new connection needs no password
+    client.close()
+
+
 def test_maxclients_rejects_extra_connections(tmp_path) -> None:
     server = nomadkv_node(str(tmp_path / "n"), maxclients=3, appendfsync="no").start()
     try:
