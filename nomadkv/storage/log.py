@@ -684,9 +684,14 @@ class LogRepair:
     moved_to: list[str]
 
 
-def repair(directory: str, aside: str) -> LogRepair:
+def repair(directory: str, aside: str, snapshot_index: int = 0) -> LogRepair:
     """Cut the log at its first damaged record; everything after it (the rest
     of that segment and every later segment) is moved under ``aside``.
+
+    Damage in a segment whose records all lie at or below ``snapshot_index``
+    (the newest intact snapshot holds them; the log keeps them only to fall
+    back on an older snapshot) does not cut the log: that segment and the ones
+    before it are moved aside whole, and the check goes on after it.
 
     The operator's way out of ``CorruptLog``: the writes after the damage are
     lost on this node, but no byte is destroyed.
@@ -696,6 +701,8 @@ def repair(directory: str, aside: str) -> LogRepair:
     records = 0
     expected: int | None = None
     files = _segment_files(directory)
+    set_aside: list[str] = []
+    notes: list[str] = []
     for position, (first, path) in enumerate(files):
         with open(path, "rb") as f:
             data = f.read()
@@ -708,10 +715,23 @@ def repair(directory: str, aside: str) -> LogRepair:
             records += len(scan.offsets)
             expected = first + len(scan.offsets)
             continue
+        name = os.path.basename(path)
+        following = files[position + 1][0] if position + 1 < len(files) else None
+        if following is not None and following - 1 <= snapshot_index:
+            make_directory(aside)
+            for _, earlier in files[: position + 1]:
+                if os.path.exists(earlier):
+                    set_aside.append(_move(earlier, aside))
+            notes.append(
+                f"{name} at byte {scan.valid_end}: {problem}, in records up to {following - 1} "
+                f"that snapshot {snapshot_index} holds: set aside with the segments before it"
+            )
+            records, expected = 0, following
+            continue
         records += len(scan.offsets)
         make_directory(aside)
-        moved = []
-        name = os.path.basename(path)
+        moved = set_aside
+        notes.append(f"{name} at byte {scan.valid_end}: {problem}")
         if scan.offsets:
             cut = os.path.join(aside, f"{name}.from-byte-{scan.valid_end}")
             with open(cut, "wb") as f:
@@ -723,17 +743,21 @@ def repair(directory: str, aside: str) -> LogRepair:
             moved.append(cut)
         else:
             moved.append(_move(path, aside))
+        cut_at = len(moved)
         for _, later in files[position + 1 :]:
             moved.append(_move(later, aside))
         fsync_directory(aside)
         fsync_directory(directory)
         return LogRepair(
             records,
-            len(data) - scan.valid_end + sum(os.path.getsize(p) for p in moved[1:]),
-            f"{name} at byte {scan.valid_end}: {problem}",
+            len(data) - scan.valid_end + sum(os.path.getsize(p) for p in moved[cut_at:]),
+            "; ".join(notes),
             moved,
         )
-    return LogRepair(records, 0, "", [])
+    if set_aside:
+        fsync_directory(aside)
+        fsync_directory(directory)
+    return LogRepair(records, 0, "; ".join(notes), set_aside)
 
 
 def _move(path: str, aside: str) -> str:

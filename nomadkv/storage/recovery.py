@@ -180,8 +180,11 @@ class RepairRefused(Exception):
 def repair(data_dir: str, now: float | None = None) -> RepairReport:
     """Make ``data_dir`` start again, losing as little as the damage forces.
 
-    1. Cut the log at its first damaged record (the rest moves aside).
-    2. Read every snapshot whole; set damaged ones aside.
+    1. Read every snapshot whole, newest first, until one is intact; set
+       damaged ones aside.
+    2. Cut the log at its first damaged record (the rest moves aside), unless
+       the newest intact snapshot holds every record of the damaged segment:
+       then that segment and those before it move aside, and the check goes on.
     3. If the log does not connect to the newest intact snapshot, move the
        whole log aside: the node starts from that snapshot.
     Raises DataDirInUse while a node runs on ``data_dir``, and RepairRefused on a
@@ -205,9 +208,6 @@ def _repair(data_dir: str, now: float | None) -> RepairReport:
     aside = os.path.join(data_dir, "damaged", stamp)
     log_dir, snapshot_dir = log_directory(data_dir), snapshot_directory(data_dir)
     report = RepairReport()
-    cut = repair_log(log_dir, os.path.join(aside, "log"))
-    report.log_problem, report.records_kept = cut.problem, cut.records_kept
-    report.moved += cut.moved_to
     newest = 0
     for index, path in list_snapshots(snapshot_dir):
         try:
@@ -218,6 +218,10 @@ def _repair(data_dir: str, now: float | None) -> RepairReport:
             continue
         newest = index
         break
+    # Damage in records the newest intact snapshot holds costs no write after it.
+    cut = repair_log(log_dir, os.path.join(aside, "log"), snapshot_index=newest)
+    report.log_problem, report.records_kept = cut.problem, cut.records_kept
+    report.moved += cut.moved_to
     if os.path.isdir(log_dir):
         log = Log(log_dir)
         log.open()

@@ -7,11 +7,13 @@ import os
 import struct
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
 
 from nomadkv.harness import StartError, nomadkv_node
 from nomadkv.storage.log import HEADER_SIZE
+from nomadkv.storage.snapshot import list_snapshots
 
 
 def record_starts(path: str) -> list[int]:
@@ -69,6 +71,46 @@ def test_damage_in_the_middle_stops_start_up_until_repaired(tmp_path) -> None:
         check=True,
     )
     assert again.stdout.startswith("the log and snapshots are intact")
+
+
+def test_damage_the_newest_snapshot_covers_costs_no_write_after_it(tmp_path) -> None:
+    """The log before the newest snapshot is kept only to fall back on an older one:
+    repairing damage there sets those segments aside instead of cutting every write
+    after them (a bug hunt lost 300 intact acknowledged writes that way)."""
+    data_dir = str(tmp_path / "node")
+    server = nomadkv_node(data_dir, log_segment_bytes=4096, snapshot_interval_seconds=0).start()
+    client = server.client()
+    for batch in ("a", "b", "c"):
+        for i in range(300):
+            client.set(f"{batch}:{i}", f"{batch}-{i}")
+        if batch != "c":
+            assert client.save()
+    client.close()
+    assert server.stop() == 0
+    newest = list_snapshots(os.path.join(data_dir, "snapshots"))[0][0]
+    log_dir = os.path.join(data_dir, "log")
+    segments = sorted((int(name.split(".")[0]), name) for name in os.listdir(log_dir))
+    covered = [name for (_, name), (following, _) in pairwise(segments) if following <= newest]
+    assert len(covered) >= 3, segments
+    with open(os.path.join(log_dir, covered[-2]), "r+b") as f:  # a record the snapshot holds
+        f.seek(HEADER_SIZE + 10)
+        f.write(b"\xff\xfe")
+
+    with pytest.raises(StartError, match=r"checksum mismatch|damaged"):
+        server.start(timeout_s=30)
+    repair = subprocess.run(
+        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"that snapshot {newest} holds" in repair.stdout, repair.stdout
+    server.start()
+    client = server.client()
+    keys = [f"{batch}:{i}" for batch in ("a", "b", "c") for i in range(300)]
+    assert client.mget(keys) == [k.replace(":", "-").encode() for k in keys]
+    client.close()
+    assert server.stop() == 0
 
 
 def test_one_process_at_a_time_on_a_data_directory(tmp_path) -> None:
