@@ -845,8 +845,16 @@ class ClusterNode(Node):
         if self.peer_identities is not None:  # members removed while this node was behind
             current = snapshot.meta.conf_state.members()
             self.peer_identities.forget(set(self.peer_identities.known) - current)
+        # The snapshot holds these proposals' outcome but not whose entries sat at
+        # their indexes: a deposed leader's entries often committed under the next
+        # leader. Their fate cannot be told, so their connections are closed, as when
+        # a server dies mid-request, rather than answered "not committed".
+        unknown: set[Client] = set()
         for stale in [i for i in self._inflight if i <= index]:
-            self._answer(self._inflight.pop(stale)[3], LOST)
+            unknown.update(c for c in self._inflight.pop(stale)[3] if c is not None)
+        for client in unknown:
+            client.flush()  # the replies settled before them still go out
+            client.close()
         log.info("installed a snapshot at index %d (%d keys)", index, len(self.keyspace))
 
     # -- shutdown and introspection ----------------------------------------------------------
