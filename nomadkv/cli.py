@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(config, args.config)
-    except (CorruptLog, DataDirInUse) as exc:
+    except (CorruptLog, DataDirInUse, OSError) as exc:  # OSError: a port in use, a bad address
         print(f"nomadkv: cannot start: {exc}", file=sys.stderr)
         return 1
 

@@ -41,12 +41,19 @@ def _size(value: Any) -> int:
 
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, float)):  # TOML's 1.5 would be cut to 1 silently
         raise ConfigError(f"not an integer: {value!r}")
     try:
         return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"not an integer: {value!r}") from None
+
+
+def _port(value: Any) -> int:
+    port = _int(value)
+    if port > 65535:  # the kernel would take it modulo 65536
+        raise ConfigError(f"not a port: {value!r}")
+    return port
 
 
 def _str(value: Any) -> str:
@@ -92,9 +99,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("bind", _str, "127.0.0.1", "Address for client connections (loopback by default)."),
-    Option("port", _int, 6379, "RESP port for clients.", minimum=0),
+    Option("port", _port, 6379, "RESP port for clients.", minimum=0),
     Option(
-        "http-port", _int, 3000, "HTTP sidecar port (REST, /metrics); 0 turns it off.", minimum=0
+        "http-port", _port, 3000, "HTTP sidecar port (REST, /metrics); 0 turns it off.", minimum=0
     ),
     Option("http-bind", _str, "", "Address of the HTTP sidecar; empty means the same as bind."),
     Option("dir", _str, "./data", "Directory for the log and snapshots."),
@@ -204,7 +211,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cluster-port",
-        _int,
+        _port,
         0,
         "Cluster bus port; 0 means the client port + 10000 (as Redis Cluster).",
         minimum=0,
@@ -311,6 +318,11 @@ class Config:
                 raise ConfigError(f"option '{name}' must be at least {option.minimum}")
             changes[option.field] = value
         config = dataclasses.replace(self, **changes)
+        if config.node_id and config.bus_port > 65535:
+            raise ConfigError(
+                f"the cluster bus port (port + 10000 = {config.bus_port}) is not a port: "
+                "set cluster-port"
+            )
         if config.daemonize:
             raise ConfigError("daemonize yes is not supported: run under a process supervisor")
         if config.node_id:

@@ -30,10 +30,17 @@ def _secret(directory: str) -> str:
 
 
 def cluster_up(nodes: int, base_port: int, directory: str, http_base_port: int) -> int:
-    os.makedirs(directory, exist_ok=True)
     ports = [base_port + i for i in range(nodes)]
     http_ports = [http_base_port + i for i in range(nodes)] if http_base_port else []
     wanted = ports + [p + 10000 for p in ports] + http_ports
+    if nodes < 1 or min(wanted) < 1 or max(wanted) > 65535:
+        print(
+            "nomadkv: need at least one node, and every port (bus ports are the client "
+            "ports + 10000) between 1 and 65535",
+            file=sys.stderr,
+        )
+        return 2
+    os.makedirs(directory, exist_ok=True)
     busy = [p for p in wanted if not port_is_free(p)]
     if busy:
         print(f"nomadkv: ports in use: {', '.join(map(str, busy))}", file=sys.stderr)
@@ -65,10 +72,11 @@ def cluster_up(nodes: int, base_port: int, directory: str, http_base_port: int) 
     print(f"  redis-cli -c -p {ports[0]}                      # follows -MOVED to the leader")
     print(f"  redis-cli -p {ports[-1]}                        # any node: followers proxy")
     print(
-        f'  python -c "from redis.cluster import RedisCluster as R; '
-        f'print(R(port={ports[0]}).ping())"'
+        f'  .venv/bin/python -c "from redis.cluster import RedisCluster as R; '
+        f"print(R(host='127.0.0.1', port={ports[0]}).ping())\""
     )
-    print(f"  redis-benchmark --cluster -p {ports[0]} -t set,get")
+    # Not --cluster: redis-benchmark 7.0 wants two masters or more (README).
+    print(f"  redis-benchmark -p {leader.port} -t set,get            # the leader")
     print("Ctrl-C stops every node.")
     sys.stdout.flush()
     while not stop.wait(0.5):

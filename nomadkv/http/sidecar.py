@@ -55,7 +55,7 @@ class _MalformedRequestFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, HttpProcessingError)
+        return not isinstance(exc, (HttpProcessingError, web.RequestPayloadError))
 
 
 protocol_log = logging.getLogger("nomadkv.http.protocol")
@@ -114,7 +114,9 @@ def password_matches(authorization: str, requirepass: str) -> bool:
 
 def key_from_path(request: web.Request, prefix: str) -> bytes:
     """The key in a path, percent-decoded to bytes (so %FF is the byte 0xFF)."""
-    return unquote_to_bytes(request.rel_url.raw_path[len(prefix) :])
+    # The router matched the percent-decoded path (/api/v1/%67et/k routes to get/), so
+    # the raw prefix may be longer than ``prefix``: the key is what follows its slashes.
+    return unquote_to_bytes(request.rel_url.raw_path.split("/", prefix.count("/"))[-1])
 
 
 def key_text(key: bytes) -> str:

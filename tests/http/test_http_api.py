@@ -201,6 +201,18 @@ def test_an_oversized_body_is_refused(api: HttpClient, resp: redis.Redis) -> Non
     assert api.set("after-huge", "ok").status == 200
 
 
+def test_a_percent_encoded_route_still_names_the_key_after_it(
+    api: HttpClient, resp: redis.Redis
+) -> None:
+    # /api/v1/%67et/ routes as /api/v1/get/: the key is what follows, not "t/key".
+    for key, value in (("key", "right"), ("t/key", "wrong"), ("e/key", "wrong too")):
+        resp.set(key, value)
+    assert api.get("/api/v1/%67et/key").json()["value"] == "right"
+    deleted = api.request("DELETE", "/api/v1/%64elete/key")
+    assert deleted.json() == {"key": "key", "deleted": 1}
+    assert resp.get("key") is None and resp.get("e/key") == b"wrong too"
+
+
 def test_a_body_that_cannot_be_decoded_is_a_bad_request(api: HttpClient) -> None:
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     answer = api.request("POST", "/api/v1/set", body="not gzip at all", headers=headers)
