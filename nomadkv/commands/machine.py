@@ -86,11 +86,14 @@ def _ignore(index: int, argv: list[bytes], error: Exception) -> None:
 class StateMachine:
     """Applies entries, in index order, exactly once."""
 
-    __slots__ = ("applied_index", "keyspace", "on_internal_error")
+    __slots__ = ("applied_index", "keyspace", "on_internal_error", "stamp_ms")
 
     def __init__(self, keyspace: Keyspace) -> None:
         self.keyspace = keyspace
         self.applied_index = 0
+        # The newest now_ms applied: the state's own clock, which never goes back
+        # (a restart on a clock stepped back, a new leader whose clock is slower).
+        self.stamp_ms = 0
         # Told of a handler bug (an exception other than CommandError); the node logs it.
         self.on_internal_error: Callable[[int, list[bytes], Exception], None] = _ignore
 
@@ -113,6 +116,7 @@ class StateMachine:
         if index != self.applied_index + 1:
             raise RuntimeError(f"apply of index {index} after {self.applied_index}")
         ks = self.keyspace
+        self.stamp_ms = max(self.stamp_ms, now_ms)
         replies: list[ReplyT] = []
         append = replies.append
         for argv, spec in zip(commands, specs, strict=True):

@@ -125,10 +125,6 @@ def decode_reply(reply: ReplyT) -> Any:
     return value
 
 
-def wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Gateway:
     """Runs commands for the sidecar on one node, counted like RESP commands."""
 
@@ -171,7 +167,7 @@ class Gateway:
     ) -> tuple[ReplyT, T]:
         """Run a read handler now, then ``observe`` on the same state."""
         started_s = time.perf_counter()
-        session = ReadSession(self.node.keyspace, wall_ms())
+        session = ReadSession(self.node.keyspace, self.node.read_clock_ms())
         try:
             reply = spec.handler(session, argv)  # type: ignore[call-arg,arg-type]
         except CommandError as exc:
@@ -201,7 +197,7 @@ class Gateway:
         started_s = time.perf_counter()
         if spec.prepare is not None:
             try:
-                argv = spec.prepare(argv, wall_ms())
+                argv = spec.prepare(argv, self.node.read_clock_ms())
             except CommandError as exc:
                 spec.failed_calls += 1
                 raise CommandFailed(exc.message) from None

@@ -19,7 +19,6 @@ import logging
 import time
 from itertools import chain
 from time import perf_counter as _perf_counter
-from time import time as _time
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -410,8 +409,9 @@ class Client(asyncio.Protocol):
 
     @property
     def now_ms(self) -> int:
-        """The wall clock in Unix milliseconds, read when a handler asks (most never do)."""
-        return int(_time() * 1000)
+        """Now in Unix milliseconds, read when a handler asks (most never do): the
+        node's read clock (Node.read_clock_ms)."""
+        return self.node.read_clock_ms()
 
     def _queue(self, kind: Waiting, spec: CommandSpec, argv: list[bytes]) -> None:
         """Hand a command to whoever answers it later (cluster mode)."""

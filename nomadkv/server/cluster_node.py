@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadkv.cluster.slots import key_slot
 from nomadkv.cluster.topology import Member, Topology, node_name
+from nomadkv.commands.keys import EXPIRED
 from nomadkv.commands.machine import encode_entry
 from nomadkv.commands.table import CommandSpec, lookup
 from nomadkv.config import Config
@@ -62,7 +63,6 @@ from nomadkv.server.node import (
     Node,
     keyspace_from_chunks,
     load_snapshot,
-    wall_ms,
 )
 from nomadkv.server.proxy import LeaderProxy
 from nomadkv.storage.identity import PeerIdentities, load_or_create_identity
@@ -466,7 +466,7 @@ class ClusterNode(Node):
         commands, waiters = self.proposed[:], self.waiters[:]
         self.proposed.clear()
         self.waiters.clear()
-        now_ms = max(wall_ms(), self._last_entry_ms)
+        now_ms = self.entry_stamp_ms()
         data = encode_entry(now_ms, commands)
         if len(data) > self.config.raft_max_entry_bytes:
             commands, waiters = self._take_entry_sized(commands, waiters)
@@ -481,6 +481,10 @@ class ClusterNode(Node):
             for client, argv in zip(waiters, commands, strict=True):
                 if client is not None:
                     client.deliver(self.redirect_command(lookup(argv[0]), argv))
+                elif argv[0] == EXPIRED:
+                    # Refused (a leadership transfer under way): the next cycle, here
+                    # or on the next leader, proposes these again.
+                    self.keyspace.expired_seen.update(argv[1:])
             for client in set(waiters):
                 if client is not None:
                     client.commit_done()
@@ -577,6 +581,10 @@ class ClusterNode(Node):
         for client in set(waiters):
             if client is not None:
                 client.commit_done()
+
+    def oldest_unapplied_stamp_ms(self) -> int | None:
+        # Proposals are in index order; their stamps never decrease.
+        return next(iter(self._inflight.values()))[1] if self._inflight else None
 
     def _expiry_cycle(self) -> None:
         # Only the leader expires keys, through the log; followers hide them on
@@ -839,6 +847,7 @@ class ClusterNode(Node):
             raise
         self.keyspace.adopt(keyspace)
         self.machine.applied_index = index
+        self.machine.stamp_ms = max(self.machine.stamp_ms, meta.get("stamp_ms", 0))
         self.snapshot_index = index
         self.storage.install_snapshot(snapshot, path, meta)
         self._learn_members(meta.get("members", []))

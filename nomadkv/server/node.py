@@ -65,6 +65,7 @@ TERM = 1  # a single member never changes term
 EXPIRY_INTERVAL_S = 0.1
 CLOCK_INTERVAL_S = 0.05  # resolution of clock_ms: client idle times and timeouts
 EXPIRY_KEYS_PER_CYCLE = 1000
+EXPIRY_CYCLE_BUDGET_S = 0.025
 STORAGE_FAILURE_EXIT = 1  # as Redis when it cannot write or fsync its AOF
 PR_SET_PDEATHSIG = 1
 # Loop turns a group commit may wait for writes still arriving: an fsync
@@ -186,6 +187,7 @@ class Node:
         if recovered.state is not None and recovered.snapshot_path is not None:
             self.keyspace.adopt(recovered.state)
             self.machine.applied_index = recovered.snapshot_index
+            self.machine.stamp_ms = recovered.snapshot_meta.get("stamp_ms", 0)
             self.snapshot_index = recovered.snapshot_index
             self.last_snapshot_at = os.path.getmtime(recovered.snapshot_path)
             log.info(
@@ -283,7 +285,7 @@ class Node:
         commands, waiters = self.proposed[:], self.waiters[:]
         self.proposed.clear()
         self.waiters.clear()
-        now_ms = max(wall_ms(), self._last_entry_ms)
+        now_ms = self.entry_stamp_ms()
         self._last_entry_ms = now_ms
         index = self.log.last_index + 1
         try:
@@ -379,14 +381,54 @@ class Node:
             self._everysec_dirty = False
             self.sync_log()
 
+    # -- time --------------------------------------------------------------------
+
+    def entry_stamp_ms(self) -> int:
+        """The now_ms of the next entry: the wall clock, but never behind an entry
+        already written or applied, so that expiry never goes back in time."""
+        return max(wall_ms(), self._last_entry_ms, self.machine.stamp_ms)
+
+    def read_clock_ms(self) -> int:
+        """Now, for reads and TTLs: never behind the state's own clock, and never
+        past the stamp of a write already stamped but not yet applied. Reads are
+        ordered before such a write; a read that saw a key expire at its own later
+        time, then the write applied at its earlier one (PERSIST just before the
+        deadline), would bring back a key a client had seen gone."""
+        now = max(wall_ms(), self.machine.stamp_ms)
+        pending = self.oldest_unapplied_stamp_ms()
+        return now if pending is None or pending >= now else pending
+
+    def oldest_unapplied_stamp_ms(self) -> int | None:
+        return self._unsynced[0][1] if self._unsynced else None
+
     # -- expiry ----------------------------------------------------------------
 
     def _expiry_cycle(self) -> None:
-        """Propose the deletion of keys past their deadline (Redis's active expiry)."""
-        due = self.keyspace.due_for_expiry(wall_ms(), EXPIRY_KEYS_PER_CYCLE)
-        if due:
+        """Propose the deletion of keys past their deadline (Redis's active expiry):
+        batches of EXPIRY_KEYS_PER_CYCLE while keys are due, for up to
+        EXPIRY_CYCLE_BUDGET_S (a quarter of the interval, as Redis's slow cycle), each
+        batch cut to fit in a log entry."""
+        started = time.perf_counter()
+        now_ms = self.read_clock_ms()
+        budget = self.config.raft_max_entry_bytes // 2
+        while True:
+            due = self.keyspace.due_for_expiry(now_ms, EXPIRY_KEYS_PER_CYCLE)
+            if not due:
+                return
             self.stats.expired_keys += len(due)
-            self.propose(None, [EXPIRED, *due])
+            batch: list[bytes] = [EXPIRED]
+            size = 0
+            for key in due:
+                if size and size + len(key) > budget:
+                    self.propose(None, batch)
+                    batch, size = [EXPIRED], 0
+                batch.append(key)
+                size += len(key) + 16
+            self.propose(None, batch)
+            if len(due) < EXPIRY_KEYS_PER_CYCLE or time.perf_counter() - started > (
+                EXPIRY_CYCLE_BUDGET_S
+            ):
+                return
 
     def _second_tick(self) -> None:
         if self.config.appendfsync == "everysec":
@@ -461,7 +503,11 @@ class Node:
 
     def snapshot_meta(self, index: int) -> tuple[int, dict[str, Any]]:
         """The term of entry ``index`` and the metadata a snapshot of it records."""
-        return TERM, {"created_ms": wall_ms(), "keys": len(self.keyspace)}
+        return TERM, {
+            "created_ms": wall_ms(),
+            "keys": len(self.keyspace),
+            "stamp_ms": self.machine.stamp_ms,
+        }
 
     def snapshot_written(self, index: int) -> None:
         """A snapshot of ``index`` is durable (and older ones pruned): drop the
