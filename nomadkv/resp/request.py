@@ -47,7 +47,9 @@ UNAUTHENTICATED_BULK_MAX = 16 * 1024
 # array as soon as it reads the header, nested ones included, and freeing 2^31
 # slots ("*2147483647", 13 bytes) takes seconds: such bytes get the exact walk
 # first, which refuses a nested array as Redis does. 0.6 us per 16-GET batch.
-big_array_header = re.compile(rb"\n\*[0-9]{5}").search
+# A bulk length of ten digits or more is over the default proto-max-bulk-len
+# (512 MB): without the walk, hiredis would wait for that many bytes.
+big_array_header = re.compile(rb"\n(?:\*[0-9]{5}|\$[0-9]{10})").search
 
 
 class ProtocolError(Exception):
@@ -140,6 +142,7 @@ class RequestParser:
     """
 
     __slots__ = (
+        "_frame_start",
         "_inline",
         "_next_check",
         "_raw_in_reader",
@@ -171,6 +174,7 @@ class RequestParser:
         self._tail: list[bytes] = []
         self._tail_len = 0
         self._next_check = FIRST_GROWTH_CHECK
+        self._frame_start = 0  # where _scan's current frame begins in the tail
 
     def buffered_bytes(self) -> int:
         """Bytes received and not yet parsed into requests (CLIENT LIST qbuf)."""
@@ -203,7 +207,7 @@ class RequestParser:
                     or data.find(b"\r", 0, 9) < 0
                     or big_array_header(data)
                 ):
-                    self._check_limits()
+                    self._check_limits(data)
                 reader.feed(data)
                 return
             if not self._raw_in_reader or not (first == 0x24 or 0x30 <= first <= 0x39):
@@ -215,11 +219,11 @@ class RequestParser:
             raise QueryBufferExceeded
         if self._tail_len > self._next_check or not self.authenticated:
             self._next_check = 2 * self._tail_len
-            self._check_limits()
+            self._check_limits(data)
         elif big_array_header(data) or (
-            len(self._tail) > 1 and big_array_header(self._tail[-2][-7:] + data[:7])
+            len(self._tail) > 1 and big_array_header(self._tail[-2][-12:] + data[:12])
         ):
-            self._check_limits()  # the second test: a header split between two reads
+            self._check_limits(data)  # the second test: a header split between two reads
         reader.feed(data)
 
     def _feed_inline(self, data: bytes) -> None:
@@ -237,8 +241,6 @@ class RequestParser:
                     raise ProtocolError("Protocol error: too big inline request")
                 self._inline = buffer[start:]
                 return
-            if end - start > INLINE_MAX_BYTES:
-                raise ProtocolError("Protocol error: too big inline request")
             args = split_inline(buffer[start:end])
             if args:
                 self._reader.feed(_multibulk(args))
@@ -278,9 +280,19 @@ class RequestParser:
             return str(exc)
         return "Protocol error: invalid request"
 
-    def _check_limits(self) -> None:
-        """Walk the buffered frames and check every header against the limits."""
-        self._scan(limits=True)
+    def _check_limits(self, data: bytes = b"") -> None:
+        """Walk the buffered frames and check every header against the limits.
+
+        ``data`` is the end of the tail, not yet fed to hiredis. On a framing
+        error, its whole requests before the bad frame are fed first, so that
+        they run and are answered before the error, as in Redis."""
+        fed = self._tail_len - len(data)
+        try:
+            self._scan(limits=True)
+        except ProtocolError:
+            if self._frame_start > fed:
+                self._reader.feed(data[: self._frame_start - fed])
+            raise
 
     def _scan(self, limits: bool) -> int | None:
         """Walk the buffered frames as Redis parses them; raise ProtocolError at
@@ -298,7 +310,7 @@ class RequestParser:
         frame_start = 0
         found = None
         while pos < size:
-            frame_start = pos
+            frame_start = self._frame_start = pos
             if buffer[pos] != 0x2A:
                 found = pos
                 break

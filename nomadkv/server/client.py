@@ -126,6 +126,7 @@ class Client(asyncio.Protocol):
         "parser",
         "pending",
         "pending_kind",
+        "protocol_error",
         "readonly",
         "reply_queued",
         "resp3",
@@ -171,6 +172,9 @@ class Client(asyncio.Protocol):
         self.closed = False
         self.writing_paused = False
         self.reply_queued = False  # in node.replying, for this loop turn's burst
+        # A framing error, answered once the requests before it are (Redis runs and
+        # answers every complete request before the bad bytes, then closes).
+        self.protocol_error: str | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -218,9 +222,13 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_interaction_ms = self.node.clock_ms
         self.bytes_in += len(data)
+        if self.protocol_error is not None:
+            return  # closing once the requests before the error are answered
         try:
             self.parser.feed(data)
         except ProtocolError as exc:
+            self.protocol_error = str(exc)
+            self.process()  # the whole requests before the bad bytes
             self._protocol_error(str(exc))
             return
         except QueryBufferExceeded:
@@ -541,6 +549,8 @@ class Client(asyncio.Protocol):
             self.process()
         elif self.out:
             self.flush()
+        if self.protocol_error is not None:
+            self._protocol_error(self.protocol_error)
 
     def flush(self) -> None:
         transport = self.transport
@@ -569,7 +579,16 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def _protocol_error(self, message: str) -> None:
+        """Reply Redis's protocol error and close, once every request before it is
+        answered (writes waiting for their commit included: commit_done calls back)."""
+        self.protocol_error = message
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        if self.pending or self.stash is not None or self.closed:
+            return
         self.node.stats.protocol_errors += 1
-        self.out.append(b"-ERR %b\r\n" % message.encode())
+        # Redis turns line ends in an error into spaces (addReplyErrorLength).
+        text = message.replace("\r", " ").replace("\n", " ")
+        self.out.append(b"-ERR %b\r\n" % text.encode())
         self.close_after_reply = True
         self.flush()

@@ -15,6 +15,7 @@ from rawresp import closed_by_server, encode, exchange, read_replies
 from nomadkv.harness import ServerProcess, nomadkv_node, redis_server
 
 DIGITS_400K = b"1" * 400_000  # more than uvloop reads at once: two reads at least
+SET_BEFORE = b"*3\r\n$3\r\nSET\r\n$14\r\nframing:before\r\n$1\r\nv\r\n"
 
 CASES = {
     "negative bulk length": b"*1\r\n$-1\r\n",
@@ -34,6 +35,16 @@ CASES = {
     "null bulk among MGET's keys": b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$-1\r\n",
     "nested array as a read's key": b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\na\r\n",
     "nested array": b"*1\r\n*1\r\n$4\r\nPING\r\n",
+    # Every whole request before the bad bytes runs and is answered first, writes
+    # waiting for their log entry included.
+    "a write, then a bad multibulk length": SET_BEFORE + b"*99999999999\r\n",
+    "five writes, then a bad element": SET_BEFORE * 5 + b"*2\r\n$4\r\nECHO\r\nxyz\r\n",
+    "a write, then a bulk length over the limit": SET_BEFORE + b"*1\r\n$9999999999999\r\n",
+    "inline writes, then an inline line over 64 KiB": b"SET framing:i v\r\n" * 3
+    + b"SET framing:big "
+    + b"x" * 70_000
+    + b"\r\n",
+    "a line end where a bulk should start": b"*3\r\n$4\r\nECHO\r\n$1\r\nab\r\n$1\r\nx\r\n",
     "nested array of 2^31 - 1 elements": b"*1\r\n*2147483647\r\n",
     "empty array as an argument": b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n*0\r\n",
     "unbalanced double quote": b'ECHO "abc\r\n',
