@@ -71,6 +71,9 @@ PR_SET_PDEATHSIG = 1
 # Loop turns a group commit may wait for writes still arriving: an fsync
 # (Node._sync_written) or a cluster leader's next entry (ClusterNode._flush).
 GATHER_TURNS_MAX = 3
+SNAPSHOT_RETRY_DELAY_S = (
+    5.0  # after a failed automatic snapshot, as Redis's CONFIG_BGSAVE_RETRY_DELAY
+)
 
 
 def wall_ms() -> int:
@@ -147,6 +150,7 @@ class Node:
         self.snapshot_index = 0
         self.last_snapshot_at = time.time()
         self.last_snapshot_ok = True
+        self._snapshot_failed_at = 0.0
         self.last_snapshot_seconds = 0.0
         self._snapshot_child: tuple[int, int, int, float] | None = None  # pid, pidfd, index, t0
         self._snapshot_waiters: list[Callable[[bool], None]] = []
@@ -450,6 +454,11 @@ class Node:
     def _maybe_snapshot(self) -> None:
         if self._snapshot_child is not None:
             return
+        if (
+            not self.last_snapshot_ok
+            and time.time() < self._snapshot_failed_at + SNAPSHOT_RETRY_DELAY_S
+        ):
+            return
         changed = self.machine.applied_index > self.snapshot_index
         grown = self.log.bytes_after(self.snapshot_index)
         by_size = 0 < self.config.snapshot_after_log_bytes <= grown
@@ -492,6 +501,9 @@ class Node:
                     self.snapshot_dir, index, term, self.keyspace.snapshot_chunks(), meta
                 )
                 status = 0
+            except OSError as exc:  # a full disk, a failing one: one line says which
+                sys.stderr.write(f"snapshot child {os.getpid()} of index {index} failed: {exc}\n")
+                sys.stderr.flush()
             except BaseException:
                 traceback.print_exc()
                 sys.stderr.flush()
@@ -537,6 +549,7 @@ class Node:
             self.snapshot_written(index)
             log.info("snapshot at index %d written in %.2f s", index, self.last_snapshot_seconds)
         else:
+            self._snapshot_failed_at = time.time()
             remove_abandoned_temporaries(self.snapshot_dir, pid)
             log.error(
                 "snapshot child exited with status %d",

@@ -32,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -492,8 +493,15 @@ class Log:
         end = self._segments[-1].size if self._segments else 0
         if self._allocated - end < PREALLOCATE_BYTES // 2:
             start = max(end, self._allocated)
-            _write_all(self._fd, _ZEROS[: end + PREALLOCATE_BYTES - start], start)
-            self._allocated = end + PREALLOCATE_BYTES
+            try:
+                _write_all(self._fd, _ZEROS[: end + PREALLOCATE_BYTES - start], start)
+                self._allocated = end + PREALLOCATE_BYTES
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # Preallocation only saves time: on a full disk, give back the zeros
+                # that landed and sync the records as they are.
+                os.ftruncate(self._fd, start)
         os.fdatasync(self._fd)
 
     def _close_tail(self) -> None:

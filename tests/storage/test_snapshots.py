@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
 
 import pytest
 
+from nomadkv.harness import nomadkv_node, wait_until
 from nomadkv.keyspace import HashValue, Keyspace, ListValue, SetValue, ZSetValue
 from nomadkv.storage.snapshot import (
     CorruptSnapshot,
@@ -152,3 +155,27 @@ def test_prune_keeps_the_newest(tmp_path) -> None:
         write_snapshot(str(tmp_path), index, 1, iter(()))
     prune(str(tmp_path), keep=2)
     assert [i for i, _ in list_snapshots(str(tmp_path))] == [9, 5]
+
+
+def test_a_failed_automatic_snapshot_waits_before_the_next_try(tmp_path) -> None:
+    """As Redis waits 5 s after a failed BGSAVE: retried every second, each failing
+    child filled a nearly full disk for a moment (the node's own log write then
+    failed) and rolled a new log segment (a bug hunt: 9-21 tries in 20 s)."""
+    data_dir = tmp_path / "node"
+    server = nomadkv_node(
+        str(data_dir), appendfsync="no", snapshot_after_log_bytes=64 * 1024
+    ).start()
+    try:
+        snapshots = data_dir / "snapshots"
+        if snapshots.exists():
+            shutil.rmtree(snapshots)
+        snapshots.write_bytes(b"")  # a file where the directory was: every snapshot fails
+        client = server.client()
+        client.mset({f"k{i}": "v" * 100 for i in range(2000)})  # 200 kB past the limit
+        failed = "snapshot child exited with status"
+        wait_until(lambda: failed in server.log_tail(200), 10, "a failed snapshot")
+        time.sleep(3.0)  # a window shorter than the delay: no second try may start in it
+        assert server.log_tail(400).count(failed) == 1
+        client.close()
+    finally:
+        server.stop()

@@ -535,6 +535,33 @@ def test_a_write_that_fails_leaves_no_partial_record(tmp_path, monkeypatch) -> N
     assert [r.payload for r in reopened(tmp_path).read(1)] == [b"a", b"c"]
 
 
+def test_a_disk_too_full_for_the_zeros_ahead_still_syncs_the_records(tmp_path, monkeypatch) -> None:
+    """The zeros written ahead of the last record only make fdatasync cheaper: on a
+    full disk they are given back and the records synced as they are, rather than
+    the node stopping on an "fsync failed" with space left for records."""
+    log = Log(str(tmp_path))
+    log.open()
+    log.append([(1, 1, 1, b"a")])
+    real_pwrite = os.pwrite
+    zeros = log_module.PREALLOCATE_BYTES // 2
+
+    def no_room_for_zeros(fd: int, data, offset: int) -> int:
+        if len(data) >= zeros and not any(bytes(data[:64])):
+            real_pwrite(fd, bytes(data[:4096]), offset)  # some landed, then the disk filled
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", no_room_for_zeros)
+    log.sync()
+    path = segments(tmp_path)[-1]
+    assert os.path.getsize(path) == record_offsets(path)[-1] + HEADER_SIZE + 1  # no zeros left
+    log.append([(2, 1, 1, b"b")])
+    log.sync()
+    log.close()
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert [r.payload for r in reopened(tmp_path).read(1)] == [b"a", b"b"]
+
+
 # -- repair ----------------------------------------------------------------------
 
 
