@@ -121,7 +121,11 @@ def consistent(state: State, value: bytes | None, pttl: int, read_lo: int, read_
     lo, hi = state.deadline
     if value is None:
         return lo <= read_hi + SLACK_MS  # it may have expired by the time it was read
-    if value != state.value or pttl < 0 or hi < read_lo - SLACK_MS:
+    if value != state.value:
+        return False
+    if pttl == -2:  # GET and PTTL are two instants: it may expire between them
+        return lo <= read_hi + SLACK_MS and read_lo - SLACK_MS <= hi
+    if pttl < 0 or hi < read_lo - SLACK_MS:
         return False
     # The node's clock at the read was in [read_lo, read_hi]: deadline = pttl + that.
     return pttl + read_lo - SLACK_MS <= hi and lo <= pttl + read_hi + SLACK_MS
@@ -456,6 +460,9 @@ def test_check_catches_a_lost_write() -> None:
         model.observed(b"k", b"v1", 6000, 1500, 1501)  # more TTL left than was set
     with pytest.raises(AssertionError, match="no acknowledged history allows"):
         model.observed(b"k", b"v1", 100, 7000, 7001)  # should have expired
+    with pytest.raises(AssertionError, match="no acknowledged history allows"):
+        model.observed(b"k", b"v1", -2, 7000, 7001)  # gone by the PTTL, but seen long after
+    model.observed(b"k", b"v1", -2, 5995, 6010)  # expired between the GET and the PTTL
     model = Model()
     model.unanswered(("incr", b"n"), 0)
     model.acknowledged(("incr", b"n"), 2, 5, 6)  # the unanswered INCR happened
