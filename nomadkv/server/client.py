@@ -64,6 +64,12 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 OUTPUT_SLICE_BYTES = 1024 * 1024  # replies built in one batch before they are written
 WRITE_BUFFER_LOW = 256 * 1024
 
+# Replies a connection may have waiting (writes for their entry, reads for their
+# round) before it is read no more until they are answered: a client that pipelines
+# without reading otherwise made a leader hold its whole stream (760 MB in 8 s of
+# small SETs, 2 GB of GET replies from 56 kB of requests) and lose its leadership.
+PENDING_INPUT_LIMIT = 1024
+ANSWER_FLUSH_BYTES = 16 * 1024  # a released read's reply this large is written at once
 TIMED_BATCH_MASK = 15  # time one batch of commands in 16 for commandstats and metrics
 _client_ids = itertools.count(1)
 _COMMANDS_GET = COMMANDS.get
@@ -113,6 +119,7 @@ class Client(asyncio.Protocol):
         "closed",
         "created",
         "id",
+        "input_held",
         "keyspace",
         "last_interaction_ms",
         "last_spec",
@@ -171,6 +178,7 @@ class Client(asyncio.Protocol):
         self.close_after_reply = False
         self.closed = False
         self.writing_paused = False
+        self.input_held = False  # not read while waiting replies pile up (PENDING_INPUT_LIMIT)
         self.reply_queued = False  # in node.replying, for this loop turn's burst
         # A framing error, answered once the requests before it are (Redis runs and
         # answers every complete request before the bad bytes, then closes).
@@ -216,7 +224,7 @@ class Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.input_held:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -396,6 +404,8 @@ class Client(asyncio.Protocol):
             self._account_time(ran, _perf_counter() - started)
         if broken:
             self._recover()
+        if (self.pending > PENDING_INPUT_LIMIT or self.stash is not None) and not self.input_held:
+            self._hold_input()
         if out and not self.reply_queued:
             # Sent with every other client's replies once this loop turn has read
             # all it can (Node.write_replies).
@@ -497,7 +507,11 @@ class Client(asyncio.Protocol):
             reply = exc.reply()
         except Exception:
             reply = self._internal_error(spec, argv)
-        self.out.append(reply if reply.__class__ is bytes else reply.encode(self.resp3))  # type: ignore[union-attr]
+        data: bytes = reply if reply.__class__ is bytes else reply.encode(self.resp3)  # type: ignore[union-attr,assignment]
+        out = self.out
+        out.append(data)
+        if len(data) > ANSWER_FLUSH_BYTES or len(out) > PENDING_INPUT_LIMIT:
+            self.flush()  # a round's large replies go out (and meet the output limit) as built
 
     def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | Waiting | list[bytes]:
         """The prepared argv of a write, PROXY, or the error reply that rejects it."""
@@ -549,8 +563,23 @@ class Client(asyncio.Protocol):
             self.process()
         elif self.out:
             self.flush()
+        if self.input_held and self.stash is None and self.pending <= PENDING_INPUT_LIMIT // 2:
+            self._release_input()
         if self.protocol_error is not None:
             self._protocol_error(self.protocol_error)
+
+    def _hold_input(self) -> None:
+        """Stop reading this connection: what it sent waits for earlier replies (a
+        stashed command, or PENDING_INPUT_LIMIT of them), and reading on would only
+        pile its stream up in the query buffer and the leader's next entry."""
+        self.input_held = True
+        if self.transport is not None and not self.closed and not self.writing_paused:
+            self.transport.pause_reading()
+
+    def _release_input(self) -> None:
+        self.input_held = False
+        if self.transport is not None and not self.closed and not self.writing_paused:
+            self.transport.resume_reading()
 
     def flush(self) -> None:
         transport = self.transport

@@ -5,6 +5,7 @@ follower's whole-keyspace reads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -255,3 +256,72 @@ def test_writes_are_cut_into_entries_of_raft_max_entry_bytes(make_cluster) -> No
     assert int(raft["commit_index"]) - commit >= 10
     assert client.get("huge") is None and client.get("after-huge") == b"1"
     assert client.get("chunk:19") == b"19" * 30_000
+
+
+def rss_mb(node: ServerProcess) -> float:
+    with open(f"/proc/{node.pid}/status") as f:
+        kilobytes = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kilobytes / 1024
+
+
+def test_a_client_that_never_reads_cannot_balloon_the_leader(make_cluster) -> None:
+    """8,000 pipelined GETs of a 256 kB value (56 kB of requests), never read: the
+    leader built every reply of a read round before checking the output limit and
+    reached 2 GB (and lost its leadership). Now it stops reading the connection past
+    PENDING_INPUT_LIMIT waiting replies and writes large replies as it builds them,
+    so the output limit applies."""
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.leader()
+    client = leader.client(socket_timeout=10)
+    client.set("big", b"x" * 256 * 1024)
+    flood = socket.create_connection((leader.host, leader.port))
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flood.setblocking(False)
+    payload = b"GET big\r\n" * 8000
+    sent, peak = 0, rss_mb(leader)
+    deadline = time.monotonic() + 8
+    try:
+        while time.monotonic() < deadline and peak < 1500:
+            if sent < len(payload):
+                with contextlib.suppress(BlockingIOError):
+                    sent += flood.send(payload[sent : sent + 65536])
+            peak = max(peak, rss_mb(leader))
+            time.sleep(0.05)  # a sampling interval for the leader's memory
+    finally:
+        flood.close()
+    assert peak < 1000, f"the leader reached {peak:.0f} MB"
+    assert client.ping() and cluster.leader() is leader
+    client.close()
+
+
+def test_a_writer_that_never_reads_is_read_no_faster_than_it_commits(make_cluster) -> None:
+    """One connection pipelining small SETs over 10,000 keys without reading: the
+    leader read its whole stream into the next entry and its query buffer (760 MB
+    in 8 s while its followers held 110 MB, 250-540 ms PINGs, then an election).
+    Past PENDING_INPUT_LIMIT waiting replies it is no longer read."""
+    cluster: LocalCluster = make_cluster(appendfsync="no")
+    leader = cluster.leader()
+    client = leader.client(socket_timeout=10)
+    flood = socket.create_connection((leader.host, leader.port))
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flood.setblocking(False)
+    payload = b"".join(b"SET flood:%d %b\r\n" % (i % 10_000, b"v" * 100) for i in range(20_000))
+    sent, peak, slowest_ping = 0, rss_mb(leader), 0.0
+    deadline = time.monotonic() + 6
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(100):  # as fast as the leader takes it
+                    start = sent % len(payload)
+                    sent += flood.send(payload[start : start + 65536])
+            peak = max(peak, rss_mb(leader))
+            started = time.monotonic()
+            client.ping()
+            slowest_ping = max(slowest_ping, time.monotonic() - started)
+            time.sleep(0.02)  # a sampling interval
+    finally:
+        flood.close()
+    assert peak < 400, f"the leader reached {peak:.0f} MB"
+    assert slowest_ping < 0.2, f"a PING took {slowest_ping * 1000:.0f} ms"
+    assert cluster.leader() is leader
+    client.close()
