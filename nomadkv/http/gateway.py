@@ -197,7 +197,7 @@ class Gateway:
         started_s = time.perf_counter()
         if spec.prepare is not None:
             try:
-                argv = spec.prepare(argv, self.node.read_clock_ms())
+                argv = spec.prepare(argv, self.node.entry_stamp_ms())
             except CommandError as exc:
                 spec.failed_calls += 1
                 raise CommandFailed(exc.message) from None

@@ -53,7 +53,12 @@ big_array_header = re.compile(rb"\n(?:\*[0-9]{5}|\$[0-9]{10})").search
 
 
 class ProtocolError(Exception):
-    """The stream cannot be parsed; reply ``-ERR <message>`` and close."""
+    """The stream cannot be parsed; reply ``-ERR <message>`` and close.
+
+    ``after_requests``: raised by ``recover`` once it had handed the requests
+    before the bad bytes to a fresh reader; they run before the error is sent."""
+
+    after_requests = False
 
 
 class QueryBufferExceeded(Exception):
@@ -270,7 +275,11 @@ class RequestParser:
                 break  # an incomplete header: the next bytes will complete it
             rest = rest[end + 2 :]  # Redis skips an empty or negative multibulk
         if rest:
-            self.feed(rest)
+            try:
+                self.feed(rest)
+            except ProtocolError as exc:
+                exc.after_requests = True
+                raise
 
     def explain(self) -> str:
         """Redis's message for the framing error hiredis just raised."""

@@ -421,9 +421,21 @@ class Client(asyncio.Protocol):
         try:
             self.parser.recover()
         except ProtocolError as exc:
+            if exc.after_requests and self.protocol_error is None:
+                # The requests between the resumption point and the bad bytes wait in
+                # the parser: they run (next turn, not inside this process) first.
+                self.protocol_error = str(exc)
+                self.node.loop.call_soon(self._answer_then_fail)
+                return
             self._protocol_error(str(exc))
             return
         self.node.loop.call_soon(self.process)
+
+    def _answer_then_fail(self) -> None:
+        if self.closed or self.protocol_error is None:
+            return
+        self.process()
+        self._protocol_error(self.protocol_error)
 
     @property
     def now_ms(self) -> int:
@@ -519,7 +531,11 @@ class Client(asyncio.Protocol):
         if verdict is not None:
             return verdict
         try:
-            return spec.prepare(argv, self.now_ms) if spec.prepare is not None else argv
+            # Deadlines from the time the entry will carry, not the read clock (which
+            # stops at the stamp of a write still waiting for its commit).
+            return (
+                spec.prepare(argv, self.node.entry_stamp_ms()) if spec.prepare is not None else argv
+            )
         except CommandError as exc:
             spec.failed_calls += 1
             return exc.reply()

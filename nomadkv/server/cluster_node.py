@@ -478,6 +478,10 @@ class ClusterNode(Node):
                 raise RequestDropped("not started")
             index = self.raw.propose(data)
         except RequestDropped:
+            # the writes _take_entry_sized put back go the same way, or nothing flushes them
+            commands, waiters = commands + self.proposed, waiters + self.waiters
+            self.proposed.clear()
+            self.waiters.clear()
             for client, argv in zip(waiters, commands, strict=True):
                 if client is not None:
                     client.deliver(self.redirect_command(lookup(argv[0]), argv))

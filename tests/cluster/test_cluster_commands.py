@@ -325,3 +325,104 @@ def test_a_writer_that_never_reads_is_read_no_faster_than_it_commits(make_cluste
     assert slowest_ping < 0.2, f"a PING took {slowest_ping * 1000:.0f} ms"
     assert cluster.leader() is leader
     client.close()
+
+
+def test_a_deadline_counts_from_the_write_not_from_a_waiting_entry(make_cluster) -> None:
+    """SET PX while an earlier entry waits for its commit: the deadline was taken
+    from the read clock, which stops at that entry's stamp, so a write answered
+    +OK could already be expired when it applied."""
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.leader()
+    followers = [node for node in cluster.nodes if node is not leader]
+    first, second = RawConnection(leader), RawConnection(leader)
+    checker = leader.client(socket_timeout=10)
+    try:
+        for node in followers:
+            node.signal(signal.SIGSTOP)
+        try:
+            first.send("SET", "waiting", "1")  # its entry cannot commit yet
+            time.sleep(0.4)  # the entry's stamp ages (within an election timeout)
+            second.send("SET", "fresh", "v", "PX", "300")
+        finally:
+            for node in followers:
+                node.signal(signal.SIGCONT)
+        assert first.replies(1) == [b"OK"] and second.replies(1) == [b"OK"]
+        assert checker.get("fresh") == b"v" and checker.pttl("fresh") > 0
+    finally:
+        first.close()
+        second.close()
+        checker.close()
+
+
+def test_writes_queued_past_one_entry_are_answered_when_leadership_is_lost(
+    make_cluster,
+) -> None:
+    """Writes left for the next entries (raft-max-entry-bytes) were never answered
+    when the leader stepped down: only the first entry's worth was redirected."""
+    cluster: LocalCluster = make_cluster(raft_max_entry_bytes=64 * 1024)
+    leader = cluster.leader()
+    followers = [node for node in cluster.nodes if node is not leader]
+    writes = RawConnection(leader)
+    try:
+        for node in followers:
+            node.signal(signal.SIGSTOP)
+        try:
+            for i in range(40):  # 800 kB: more than ten entries
+                writes.send("SET", f"queued:{i}", "x" * 20_000)
+            # Cut off from both, the leader steps down (CheckQuorum) with them queued.
+            wait_until(lambda: role(leader) != "master", 15, "the leader to step down")
+        finally:
+            for node in followers:
+                node.signal(signal.SIGCONT)
+        answered = writes.replies_or_close(40, timeout_s=20)
+        assert answered in (40, -1), f"{answered} of 40 writes answered, then nothing"
+    finally:
+        writes.close()
+
+
+def role(node: ServerProcess) -> str:
+    client = node.client(socket_timeout=5)
+    try:
+        return client.execute_command("ROLE")[0].decode()
+    finally:
+        client.close()
+
+
+class RawConnection:
+    """Commands sent without waiting; replies read when asked."""
+
+    def __init__(self, node: ServerProcess) -> None:
+        self.sock = socket.create_connection((node.host, node.port), timeout=20)
+        self.reader = hiredis.Reader()
+
+    def send(self, *argv: str) -> None:
+        self.sock.sendall(encode(*argv))
+
+    def replies(self, count: int) -> list[object]:
+        found: list[object] = []
+        while len(found) < count:
+            while len(found) < count and (reply := self.reader.gets()) is not False:
+                found.append(reply)
+            if len(found) < count:
+                self.reader.feed(self.sock.recv(65536))
+        return found
+
+    def replies_or_close(self, count: int, timeout_s: float) -> int:
+        """How many of ``count`` replies arrive, or -1 if the server closes first."""
+        self.sock.settimeout(timeout_s)
+        found = 0
+        while found < count:
+            while found < count and self.reader.gets() is not False:
+                found += 1
+            if found < count:
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    return found
+                if not data:
+                    return -1
+                self.reader.feed(data)
+        return found
+
+    def close(self) -> None:
+        self.sock.close()

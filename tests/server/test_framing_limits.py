@@ -44,6 +44,8 @@ CASES = {
     + b"SET framing:big "
     + b"x" * 70_000
     + b"\r\n",
+    "inline requests, then a bulk length over the limit": b"*2\r\n$4\r\nECHO\r\n$1\r\na\r\n"
+    + b"PING\r\nECHO b\r\nECHO c\r\n*1\r\n$100000000000\r\n",
     "a line end where a bulk should start": b"*3\r\n$4\r\nECHO\r\n$1\r\nab\r\n$1\r\nx\r\n",
     "nested array of 2^31 - 1 elements": b"*1\r\n*2147483647\r\n",
     "empty array as an argument": b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n*0\r\n",
