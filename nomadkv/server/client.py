@@ -285,9 +285,8 @@ class Client(asyncio.Protocol):
                         continue
                     raise MalformedRequest  # None ("*-1", "$-1"), 0, b"": see RequestParser
                 # hiredis also parses nulls, integers and nested arrays as elements:
-                # join raises TypeError unless every argument is bytes, so no handler
-                # runs with them and the log holds only lists of bytes.
-                join(argv)
+                # before a handler runs or a command waits, every argument is checked
+                # to be bytes (one key alone; join raises TypeError on anything else).
                 spec = table_get(argv[0]) or lookup(argv[0])
                 argc = len(argv)
                 if not plain or spec is None or spec.plain_read_arity != argc:
@@ -296,6 +295,11 @@ class Client(asyncio.Protocol):
                         if self.pending and self.pending_kind is not READ_INDEX:
                             self.stash = argv
                             break
+                        if argc == 2:
+                            if argv[1].__class__ is not bytes:
+                                raise MalformedRequest
+                        else:
+                            join(argv)
                         spec.calls += 1
                         self.pending += 1
                         self.pending_kind = READ_INDEX
@@ -305,6 +309,7 @@ class Client(asyncio.Protocol):
                         # Check it, make it deterministic, propose it.
                         if argv.__class__ is not list:
                             raise MalformedRequest
+                        join(argv)  # only lists of bytes reach the log
                         prepared = argv
                         # Nothing to check (even behind other writes): plain_write_arity,
                         # an authenticated client, a standalone node or the leader.
@@ -347,6 +352,7 @@ class Client(asyncio.Protocol):
                             if self.pending and self.pending_kind is not verdict:
                                 self.stash = argv
                                 break
+                            join(argv)
                             self._queue(verdict, spec, argv)  # type: ignore[arg-type]
                             plain = False
                             continue
@@ -360,6 +366,11 @@ class Client(asyncio.Protocol):
                         self.stash = argv
                         break
                 # Run the read now.
+                if argc == 2:
+                    if argv[1].__class__ is not bytes:
+                        raise MalformedRequest
+                elif argc > 2:
+                    join(argv)
                 spec.calls += 1  # type: ignore[union-attr]
                 if timed:
                     ran.append(spec)  # type: ignore[arg-type]
