@@ -415,7 +415,12 @@ class Client(asyncio.Protocol):
             self._account_time(ran, _perf_counter() - started)
         if broken:
             self._recover()
-        if (self.pending > PENDING_INPUT_LIMIT or self.stash is not None) and not self.input_held:
+        pending = self.pending  # 0 for plain reads (a stash needs pending replies)
+        if (
+            pending
+            and (pending > PENDING_INPUT_LIMIT or self.stash is not None)
+            and not self.input_held
+        ):
             self._hold_input()
         if out and not self.reply_queued:
             # Sent with every other client's replies once this loop turn has read
