@@ -47,9 +47,12 @@ UNAUTHENTICATED_BULK_MAX = 16 * 1024
 # array as soon as it reads the header, nested ones included, and freeing 2^31
 # slots ("*2147483647", 13 bytes) takes seconds: such bytes get the exact walk
 # first, which refuses a nested array as Redis does. 0.6 us per 16-GET batch.
+big_array_header = re.compile(rb"\n\*[0-9]{5}").search  # a literal prefix: a fast scan
 # A bulk length of ten digits or more is over the default proto-max-bulk-len
-# (512 MB): without the walk, hiredis would wait for that many bytes.
-big_array_header = re.compile(rb"\n(?:\*[0-9]{5}|\$[0-9]{10})").search
+# (512 MB): without the walk, hiredis would wait for that many bytes. Such a
+# header is necessarily in the last bytes read (the bulk cannot have arrived).
+big_bulk_header = re.compile(rb"\$[0-9]{10}").search
+LAST_BYTES = 32
 
 
 class ProtocolError(Exception):
@@ -211,6 +214,7 @@ class RequestParser:
                     or not self.authenticated
                     or data.find(b"\r", 0, 9) < 0
                     or big_array_header(data)
+                    or big_bulk_header(data, size - LAST_BYTES if size > LAST_BYTES else 0)
                 ):
                     self._check_limits(data)
                 reader.feed(data)
@@ -225,8 +229,11 @@ class RequestParser:
         if self._tail_len > self._next_check or not self.authenticated:
             self._next_check = 2 * self._tail_len
             self._check_limits(data)
-        elif big_array_header(data) or (
-            len(self._tail) > 1 and big_array_header(self._tail[-2][-12:] + data[:12])
+        elif (
+            big_array_header(data)
+            or big_bulk_header(data[-LAST_BYTES:])
+            or (len(self._tail) > 1 and big_array_header(self._tail[-2][-12:] + data[:12]))
+            or (len(self._tail) > 1 and big_bulk_header(self._tail[-2][-12:] + data[:12]))
         ):
             self._check_limits(data)  # the second test: a header split between two reads
         reader.feed(data)
