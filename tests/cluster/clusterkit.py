@@ -14,12 +14,14 @@ deadline, on a condition that says what it waits for.
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -350,3 +352,48 @@ def get_many(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
     for key in keys:
         pipe.get(key)
     return pipe.execute()  # type: ignore[no-any-return]
+
+
+class RawConnection:
+    """Commands sent without waiting for their replies; replies read when asked
+    (pipelines whose timing a test controls: a write in flight, a read after it)."""
+
+    def __init__(self, node: ServerProcess, timeout_s: float = 20.0) -> None:
+        self.sock = socket.create_connection((node.host, node.port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = hiredis.Reader()
+
+    def send(self, *argv: str, times: int = 1) -> None:
+        frame = b"*%d\r\n" % len(argv) + b"".join(
+            b"$%d\r\n%b\r\n" % (len(a.encode()), a.encode()) for a in argv
+        )
+        self.sock.sendall(frame * times)
+
+    def replies(self, count: int) -> list[object]:
+        found: list[object] = []
+        while len(found) < count:
+            while len(found) < count and (reply := self.reader.gets()) is not False:
+                found.append(reply)
+            if len(found) < count:
+                self.reader.feed(self.sock.recv(65536))
+        return found
+
+    def replies_or_close(self, count: int, timeout_s: float) -> int:
+        """How many of ``count`` replies arrive, or -1 if the server closes first."""
+        self.sock.settimeout(timeout_s)
+        found = 0
+        while found < count:
+            while found < count and self.reader.gets() is not False:
+                found += 1
+            if found < count:
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    return found
+                if not data:
+                    return -1
+                self.reader.feed(data)
+        return found
+
+    def close(self) -> None:
+        self.sock.close()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import hiredis
 import pytest
 import redis
-from clusterkit import barrier, leader_among
+from clusterkit import RawConnection, barrier, leader_among
 
 from nomadkv.cluster.topology import node_name
 from nomadkv.harness import LocalCluster, ServerProcess, free_port, redis_server, wait_until
@@ -386,43 +386,3 @@ def role(node: ServerProcess) -> str:
         return client.execute_command("ROLE")[0].decode()
     finally:
         client.close()
-
-
-class RawConnection:
-    """Commands sent without waiting; replies read when asked."""
-
-    def __init__(self, node: ServerProcess) -> None:
-        self.sock = socket.create_connection((node.host, node.port), timeout=20)
-        self.reader = hiredis.Reader()
-
-    def send(self, *argv: str) -> None:
-        self.sock.sendall(encode(*argv))
-
-    def replies(self, count: int) -> list[object]:
-        found: list[object] = []
-        while len(found) < count:
-            while len(found) < count and (reply := self.reader.gets()) is not False:
-                found.append(reply)
-            if len(found) < count:
-                self.reader.feed(self.sock.recv(65536))
-        return found
-
-    def replies_or_close(self, count: int, timeout_s: float) -> int:
-        """How many of ``count`` replies arrive, or -1 if the server closes first."""
-        self.sock.settimeout(timeout_s)
-        found = 0
-        while found < count:
-            while found < count and self.reader.gets() is not False:
-                found += 1
-            if found < count:
-                try:
-                    data = self.sock.recv(65536)
-                except TimeoutError:
-                    return found
-                if not data:
-                    return -1
-                self.reader.feed(data)
-        return found
-
-    def close(self) -> None:
-        self.sock.close()

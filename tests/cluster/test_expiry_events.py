@@ -5,14 +5,12 @@ refused the expiry cycle's deletions, and keys too large for one batch."""
 from __future__ import annotations
 
 import signal
-import socket
 import time
 
-import hiredis
 import redis
-from clusterkit import readonly_client
+from clusterkit import RawConnection, readonly_client
 
-from nomadkv.harness import LocalCluster, ServerProcess, wait_until
+from nomadkv.harness import LocalCluster, wait_until
 
 TRANSFER_ABANDONED_S = 1.5
 RACE_TRIALS = 40  # before the fix about a third of the trials showed the key back
@@ -22,33 +20,6 @@ def wait_for_clock(unix_s: float) -> None:
     """Until the wall clock reads ``unix_s`` (the deadlines below are on it)."""
     while time.time() < unix_s:
         time.sleep(max(0.0, min(0.002, unix_s - time.time())))
-
-
-class RawConnection:
-    """Sends commands without waiting, reads replies when asked."""
-
-    def __init__(self, node: ServerProcess) -> None:
-        self.sock = socket.create_connection((node.host, node.port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = hiredis.Reader()
-
-    def send(self, *argv: str, times: int = 1) -> None:
-        frame = b"*%d\r\n" % len(argv) + b"".join(
-            b"$%d\r\n%b\r\n" % (len(a.encode()), a.encode()) for a in argv
-        )
-        self.sock.sendall(frame * times)
-
-    def replies(self, count: int) -> list[object]:
-        found: list[object] = []
-        while len(found) < count:
-            while (reply := self.reader.gets()) is not False:
-                found.append(reply)
-            if len(found) < count:
-                self.reader.feed(self.sock.recv(65536))
-        return found
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_a_key_a_read_saw_expire_never_comes_back(make_cluster) -> None:
