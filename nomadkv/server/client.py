@@ -403,6 +403,11 @@ class Client(asyncio.Protocol):
                     self.flush()
                     if self.closed:
                         break
+            else:  # all read: is hiredis left waiting for an absurd bulk length?
+                if self.parser.has_data():
+                    error = self.parser.partial_error()
+                    if error is not None:
+                        self._protocol_error(error)
         except (hiredis.ProtocolError, MemoryError, MalformedRequest):
             broken = True
         except (TypeError, AttributeError, KeyError):  # a value hiredis parsed that is no request
