@@ -3,16 +3,31 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+NATIVE := $(VENV)/.compiled-stamp
 
-.PHONY: install run cluster test lint format system-deps bench jepsen soak clean
+.PHONY: install compile run cluster test lint format system-deps bench jepsen soak clean
 
-$(STAMP): pyproject.toml
+# The editable install itself builds no extensions; `compile` does, in place.
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	NOMADKV_INTERPRETED=1 $(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The request path compiled with mypyc beside its sources (nomadkv/native.py says
+# which modules; docs/decisions.md why). Rebuilt when any module changes, since
+# compiled code is checked against the types of what it imports.
+$(NATIVE): $(STAMP) $(shell find nomadkv -name '*.py')
+	scripts/system-deps.sh build
+	$(PY) setup.py -q build_ext --inplace
+	@# build_ext leaves an extension whose generated C did not change as it was; it
+	@# still matches its source, so it is marked as new (nomadkv.native.stale).
+	find nomadkv -name '*.so' -exec touch {} +
+	touch $(NATIVE)
+
+compile: $(NATIVE)
+
+install: $(STAMP) $(NATIVE)
 
 run: install
 	$(VENV)/bin/nomadkv server
@@ -50,3 +65,4 @@ jepsen: install system-deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+	find nomadkv -name '*.so' -delete

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs the system packages that tests and benchmarks need: the reference
-# redis-server and redis-benchmark (Debian's redis-server/redis-tools, 7.0) and
-# iptables for partition tests. Does nothing when they are already there.
+# Installs the system packages NomadKV needs: gcc for the compiled request path
+# (make compile; `scripts/system-deps.sh build` checks only that), and for tests
+# and benchmarks the reference redis-server and redis-benchmark (Debian's
+# redis-server/redis-tools, 7.0) and iptables for partition tests. Does nothing
+# when they are already there.
 set -euo pipefail
 need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v redis-benchmark >/dev/null || need+=(redis-tools)
-command -v iptables >/dev/null || need+=(iptables)
+command -v gcc >/dev/null || need+=(gcc)
+if [ "${1:-}" != build ]; then
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v redis-benchmark >/dev/null || need+=(redis-tools)
+  command -v iptables >/dev/null || need+=(iptables)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2

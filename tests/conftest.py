@@ -8,7 +8,21 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from nomadkv import native
 from nomadkv.harness import ServerProcess, close_clients, nomadkv_node, redis_server
+
+
+def pytest_report_header() -> str:
+    return "nomadkv request path: " + ("compiled (mypyc)" if native.compiled() else "interpreted")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = native.stale()
+    if stale:
+        pytest.exit(
+            f"compiled modules older than their sources ({', '.join(stale)}): run make compile",
+            returncode=2,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -64,7 +64,11 @@ class ProtocolError(Exception):
     ``after_requests``: raised by ``recover`` once it had handed the requests
     before the bad bytes to a fresh reader; they run before the error is sent."""
 
-    after_requests = False
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # An instance attribute: mypyc leaves a class-level default of a native
+        # exception class unset on its instances (AttributeError).
+        self.after_requests = False
 
 
 class QueryBufferExceeded(Exception):
@@ -154,7 +158,7 @@ class RequestParser:
 
     __slots__ = (
         "_frame_start",
-        "_inline",
+        "_inline_line",
         "_next_check",
         "_raw_in_reader",
         "_reader",
@@ -176,7 +180,7 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
         self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
-        self._inline = b""
+        self._inline_line = b""
         # True when raw client bytes went to hiredis since it was last empty:
         # then it may hold a partial request, and new bytes continue it.
         # Re-encoded inline commands are always whole.
@@ -192,12 +196,12 @@ class RequestParser:
     def buffered_bytes(self) -> int:
         """Bytes received and not yet parsed into requests (CLIENT LIST qbuf)."""
         if not self._reader.has_data():
-            return len(self._inline)
-        return len(self._inline) + (self._tail_len if self._raw_in_reader else 0)
+            return len(self._inline_line)
+        return len(self._inline_line) + (self._tail_len if self._raw_in_reader else 0)
 
     def feed(self, data: bytes) -> None:
         """Buffer ``data``; raises ProtocolError or QueryBufferExceeded."""
-        if self._inline:
+        if self._inline_line:
             self._feed_inline(data)
             return
         reader = self._reader
@@ -238,24 +242,24 @@ class RequestParser:
 
     def _feed_inline(self, data: bytes) -> None:
         self._raw_in_reader = False
-        buffer = self._inline + data if self._inline else data
+        buffer = self._inline_line + data if self._inline_line else data
         start = 0
         while start < len(buffer):
             if buffer[start] == 0x2A:  # '*': back to multibulk
-                self._inline = b""
+                self._inline_line = b""
                 self.feed(buffer[start:])
                 return
             end = buffer.find(b"\n", start)
             if end < 0:
                 if len(buffer) - start > INLINE_MAX_BYTES:
                     raise ProtocolError("Protocol error: too big inline request")
-                self._inline = buffer[start:]
+                self._inline_line = buffer[start:]
                 return
             args = split_inline(buffer[start:end])
             if args:
                 self._reader.feed(_multibulk(args))
             start = end + 1
-        self._inline = b""
+        self._inline_line = b""
 
     def recover(self) -> None:
         """After hiredis failed, or produced something that is not a request:

@@ -13,7 +13,6 @@ read then sees the connection's own writes.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -101,7 +100,7 @@ class Deferred:
 DEFERRED = Deferred()
 
 
-class Client(asyncio.Protocol):
+class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc: no non-native base)
     """A RESP client connection; also the ``Session`` read handlers see.
 
     Slotted: attribute access on the hot path is a slot read, not a dict
@@ -151,7 +150,7 @@ class Client(asyncio.Protocol):
         self.parser = RequestParser(
             config.proto_max_bulk_len, config.client_query_buffer_limit, self.authenticated
         )
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's TCPTransport; tests pass fakes
         self.out: list[bytes] = []
         self.pending = 0
         # What the pending replies wait for (WRITES, READ_INDEX, PROXY, DEFERRED_REPLY):
@@ -186,8 +185,8 @@ class Client(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  (uvloop's TCPTransport)
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
         node = self.node
         node.stats.connections_received += 1
         peer = transport.get_extra_info("peername")
@@ -264,7 +263,7 @@ class Client(asyncio.Protocol):
         table_get = _COMMANDS_GET
         join = _join
         slice_bytes = OUTPUT_SLICE_BYTES
-        node = self.node
+        node: Any = self.node  # a ClusterNode has is_leader and read
         wrote = False
         out_bytes = 0
         commands = iter(self.parser.gets, False)
@@ -323,7 +322,7 @@ class Client(asyncio.Protocol):
                                 if self.pending:
                                     self.stash = argv
                                     break
-                                out.append(checked)  # type: ignore[arg-type]
+                                out.append(checked)
                                 continue
                             if checked is PROXY:
                                 if self.pending and self.pending_kind is not PROXY:
@@ -374,13 +373,14 @@ class Client(asyncio.Protocol):
                 spec.calls += 1  # type: ignore[union-attr]
                 if timed:
                     ran.append(spec)  # type: ignore[arg-type]
+                reply: Any  # bytes, a Reply or DEFERRED: mypyc checks a declared type at run time
                 try:
                     reply = spec.handler(self, argv)  # type: ignore[union-attr,arg-type,call-arg]
                 except CommandError as exc:
                     spec.failed_calls += 1  # type: ignore[union-attr]
                     reply = exc.reply()
-                except CloseConnection as exc:
-                    out.append(exc.reply)
+                except CloseConnection as close:  # not "exc": mypyc types a name once per function
+                    out.append(close.reply)
                     self.close_after_reply = True
                     break
                 except Exception:
@@ -393,9 +393,9 @@ class Client(asyncio.Protocol):
                         self.pending_kind = DEFERRED_REPLY
                         plain = False
                         continue
-                    reply = reply.encode(self.resp3)  # type: ignore[union-attr]
-                append_reply(reply)  # type: ignore[arg-type]
-                out_bytes += len(reply)  # type: ignore[arg-type]
+                    reply = reply.encode(self.resp3)
+                append_reply(reply)
+                out_bytes += len(reply)
                 if out_bytes > slice_bytes:
                     # A pipeline of large replies: hand them to the transport
                     # now, so the output limit is enforced within the batch.
@@ -523,7 +523,8 @@ class Client(asyncio.Protocol):
         if node.leader_id and node.config.proxy_to_leader:
             return PROXY
         spec.rejected_calls += 1
-        return node.redirect_error(keys[0] if keys else None)
+        error: bytes = node.redirect_error(keys[0] if keys else None)
+        return error
 
     def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None:
         """Run a read its ReadIndex round released and queue the reply (``deliver``
@@ -534,13 +535,13 @@ class Client(asyncio.Protocol):
         if self.closed:
             return
         try:
-            reply = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
+            reply: Any = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
         except CommandError as exc:
             spec.failed_calls += 1
             reply = exc.reply()
         except Exception:
             reply = self._internal_error(spec, argv)
-        data: bytes = reply if reply.__class__ is bytes else reply.encode(self.resp3)  # type: ignore[union-attr,assignment]
+        data: bytes = reply if reply.__class__ is bytes else reply.encode(self.resp3)
         out = self.out
         out.append(data)
         if len(data) > ANSWER_FLUSH_BYTES or len(out) > PENDING_INPUT_LIMIT:

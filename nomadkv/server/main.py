@@ -13,6 +13,7 @@ import uvloop
 import nomadkv
 import nomadkv.server.admin  # registers the server commands
 import nomadkv.server.cluster_commands  # registers CLUSTER, READONLY, READWRITE, ASKING
+from nomadkv import native
 from nomadkv.config import Config
 from nomadkv.server.client import Client
 from nomadkv.server.cluster_node import ClusterNode
@@ -68,12 +69,13 @@ async def serve(config: Config, config_file: str | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "NomadKV %s ready to accept connections on %s port %d (http %s), pid %d",
+        "NomadKV %s ready to accept connections on %s port %d (http %s), pid %d, %s",
         nomadkv.__version__,
         config.bind,
         config.port,
         config.http_port or "off",
         os.getpid(),
+        "request path compiled" if native.compiled() else "request path interpreted",
     )
     await stop.wait()
     log.info("shutting down")
@@ -91,5 +93,13 @@ async def serve(config: Config, config_file: str | None = None) -> None:
 
 def run(config: Config, config_file: str | None = None) -> int:
     configure_logging(config.loglevel)
+    stale = native.stale()
+    if stale:
+        log.error(
+            "compiled modules older than their sources (%s) would run old code: "
+            "run `make compile` (nomadkv/native.py)",
+            ", ".join(stale),
+        )
+        return 1
     uvloop.run(serve(config, config_file))
     return 0
