@@ -124,8 +124,8 @@ class StateMachine:
                 append(spec.handler(ks, argv, now_ms))  # type: ignore[call-arg]
             except CommandError as exc:
                 append(exc.reply())
-            except Exception as exc:  # a handler bug: every replica hits it alike
-                self.on_internal_error(index, argv, exc)
+            except Exception as bug:  # a handler bug: every replica hits it alike
+                self.on_internal_error(index, argv, bug)
                 append(b"-ERR internal error\r\n")
         self.applied_index = index
         return replies
