@@ -36,7 +36,11 @@ def _extensions(source: str) -> list[str]:
 
 
 def stale() -> list[str]:
-    """Compiled modules whose source changed after their extension was built."""
+    """Compiled modules whose source changed after their extension was built, in a
+    source tree (setup.py beside the package). An installed wheel's files carry
+    the times they were unpacked, and nobody edits them in place."""
+    if not os.path.exists(os.path.join(_ROOT, "setup.py")):
+        return []
     found = []
     for source in COMPILED:
         path = os.path.join(_ROOT, source)

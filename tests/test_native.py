@@ -93,3 +93,18 @@ def test_a_handler_bug_during_apply_is_reported_and_answered() -> None:
 
 def test_no_compiled_module_is_older_than_its_source() -> None:
     assert native.stale() == []
+
+
+def test_stale_means_a_source_edited_after_its_extension_in_a_source_tree(
+    tmp_path, monkeypatch
+) -> None:
+    source = tmp_path / "nomadkv" / "resp" / "request.py"
+    source.parent.mkdir(parents=True)
+    extension = source.with_name("request.cpython-311-x86_64-linux-gnu.so")
+    extension.write_bytes(b"")
+    source.write_text("")
+    os.utime(extension, (1_000, 1_000))
+    monkeypatch.setattr(native, "_ROOT", str(tmp_path))
+    assert native.stale() == []  # an installed wheel: no setup.py beside the package
+    (tmp_path / "setup.py").write_text("")
+    assert native.stale() == ["nomadkv/resp/request.py"]
