@@ -104,11 +104,9 @@ class ReadWaiter(CommitWaiter, Generic[T]):
         self.observe = observe
         self.observed: T | None = None
 
-    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> int:
-        """Run the read; returns the reply's size, as Client.answer_read does."""
+    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None:
         reply, self.observed = self.gateway.run_read(spec, argv, self.observe)
         self.deliver(reply)
-        return len(reply) if isinstance(reply, bytes) else 0
 
 
 def decode_reply(reply: ReplyT) -> Any:

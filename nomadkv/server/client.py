@@ -526,15 +526,14 @@ class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc:
         error: bytes = node.redirect_error(keys[0] if keys else None)
         return error
 
-    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> int:
+    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None:
         """Run a read its ReadIndex round released and queue the reply (``deliver``
-        and the handler call in one: a cluster leader does this for every read).
-        Returns the reply's size."""
+        and the handler call in one: a cluster leader does this for every read)."""
         self.pending -= 1
         if not self.pending:
             self.pending_kind = None
         if self.closed:
-            return 0
+            return
         try:
             reply: Any = spec.handler(self, argv)  # type: ignore[arg-type,call-arg]
         except CommandError as exc:
@@ -547,7 +546,6 @@ class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc:
         out.append(data)
         if len(data) > ANSWER_FLUSH_BYTES or len(out) > PENDING_INPUT_LIMIT:
             self.flush()  # a round's large replies go out (and meet the output limit) as built
-        return len(data)
 
     def _check_write(self, spec: CommandSpec, argv: list[bytes]) -> bytes | Waiting | list[bytes]:
         """The prepared argv of a write, PROXY, or the error reply that rejects it."""

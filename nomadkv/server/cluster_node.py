@@ -88,11 +88,6 @@ PRE_VOTES = (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP)
 LOST = b"-ERR the write was not committed: leadership changed, retry\r\n"
 # A learner is promoted once it is this close to the leader's log.
 PROMOTE_LAG_ENTRIES = 16
-# Reply bytes a leader builds for released reads in one loop callback; the rest
-# wait for the next turn, so that ticks and heartbeats run between (1,024 pipelined
-# GETs of a 256 kB value built 256 MB at once and stalled a leader past its
-# election timeout).
-RELEASE_BYTES_PER_TURN = 32 * 1024 * 1024
 
 
 def note_sender_term(identities: PeerIdentities, message: Message) -> None:
@@ -639,24 +634,13 @@ class ClusterNode(Node):
         applied = self.machine.applied_index
         waiting, self._reads_waiting_apply = self._reads_waiting_apply, []
         touched: set[Client] = set()
-        built = 0
-        for position, (index, batch) in enumerate(waiting):
+        for index, batch in waiting:
             if index > applied:
                 self._reads_waiting_apply.append((index, batch))
                 continue
-            for done, (client, spec, argv) in enumerate(batch, 1):
-                built += client.answer_read(spec, argv)
+            for client, spec, argv in batch:
+                client.answer_read(spec, argv)
                 touched.add(client)
-                more = done < len(batch) or position + 1 < len(waiting)
-                if built > RELEASE_BYTES_PER_TURN and more:
-                    # The rest, in order, next turn (a client's later reads stay behind).
-                    rest = [(index, batch[done:])] if done < len(batch) else []
-                    self._reads_waiting_apply += rest + waiting[position + 1 :]
-                    self.loop.call_soon(self._release_reads)
-                    break
-            else:
-                continue
-            break
         for client in touched:
             client.commit_done()
 
