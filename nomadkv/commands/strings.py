@@ -40,7 +40,9 @@ from nomadkv.resp.reply import (
     BULK_HEADERS,
     CRLF,
     EMPTY_BULK,
+    LARGE_BULK_BYTES,
     NULL,
+    LargeBulk,
     OK,
     ONE,
     ZERO,
@@ -81,7 +83,9 @@ def cmd_get(ctx: Session, argv: list[bytes]) -> ReplyT:
     size = len(value)
     if size < 1024:
         return BULK_HEADERS[size] + value + CRLF
-    return b"$%d\r\n%b\r\n" % (size, value)
+    if size < LARGE_BULK_BYTES:
+        return b"$%d\r\n%b\r\n" % (size, value)
+    return LargeBulk(value)
 
 
 # -- SET and its options ------------------------------------------------------

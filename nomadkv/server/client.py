@@ -31,7 +31,7 @@ from nomadkv.commands.table import (
     lookup,
     unknown_command,
 )
-from nomadkv.resp.reply import Reply
+from nomadkv.resp.reply import CRLF, LargeBulk, Reply
 from nomadkv.resp.request import ProtocolError, QueryBufferExceeded, RequestParser
 
 if TYPE_CHECKING:
@@ -393,6 +393,12 @@ class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc:
                         self.pending_kind = DEFERRED_REPLY
                         plain = False
                         continue
+                    if reply.__class__ is LargeBulk:
+                        self.write_large_bulk(reply)
+                        out_bytes = 0
+                        if self.closed:
+                            break
+                        continue
                     reply = reply.encode(self.resp3)
                 append_reply(reply)
                 out_bytes += len(reply)
@@ -541,6 +547,9 @@ class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc:
             reply = exc.reply()
         except Exception:
             reply = self._internal_error(spec, argv)
+        if reply.__class__ is LargeBulk:
+            self.write_large_bulk(reply)
+            return
         data: bytes = reply if reply.__class__ is bytes else reply.encode(self.resp3)
         out = self.out
         out.append(data)
@@ -631,7 +640,24 @@ class Client:  # a plain class: uvloop needs only the protocol's methods (mypyc:
         transport.write(data)
         if self.close_after_reply:
             self.close()
-        elif (
+        else:
+            self._check_output_limit(transport)
+
+    def write_large_bulk(self, reply: LargeBulk) -> None:
+        """Write what is queued, then a LargeBulk's header, value and CRLF as
+        references to them: no copy of the value is made."""
+        self.flush()
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        value = reply.value
+        header = b"$%d\r\n" % len(value)
+        self.bytes_out += len(header) + len(value) + 2
+        transport.writelines((header, value, CRLF))
+        self._check_output_limit(transport)
+
+    def _check_output_limit(self, transport: Any) -> None:
+        if (
             self.writing_paused
             and transport.get_write_buffer_size()
             > self.node.config.client_output_buffer_limit_bytes

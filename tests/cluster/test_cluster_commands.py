@@ -294,6 +294,33 @@ def test_a_client_that_never_reads_cannot_balloon_the_leader(make_cluster) -> No
     client.close()
 
 
+def test_a_leader_answers_pipelined_large_reads_whole_and_in_order(make_cluster) -> None:
+    """Released ReadIndex reads of 64 kB and more go out as references to the stored
+    value (LargeBulk), between small replies and a PING that waited for them."""
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.leader()
+    client = leader.client(socket_timeout=10)
+    values = {b"{k}small": b"s" * 10, b"{k}big": bytes(range(256)) * 1024}
+    client.mset(values)
+    keys = [b"{k}big", b"{k}small", b"{k}big", b"{k}none"]
+    payload = b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in keys)
+    payload += b"*1\r\n$4\r\nPING\r\n"
+    expected = b"".join(
+        b"$%d\r\n%b\r\n" % (len(values[k]), values[k]) if k in values else b"$-1\r\n"
+        for k in keys
+    )
+    expected += b"+PONG\r\n"
+    with socket.create_connection((leader.host, leader.port), timeout=10) as sock:
+        sock.sendall(payload * 5)
+        received = bytearray()
+        while len(received) < 5 * len(expected):
+            chunk = sock.recv(1 << 20)
+            assert chunk, "closed early"
+            received += chunk
+    assert bytes(received) == expected * 5
+    client.close()
+
+
 def test_a_writer_that_never_reads_is_read_no_faster_than_it_commits(make_cluster) -> None:
     """One connection pipelining small SETs over 10,000 keys without reading: the
     leader read its whole stream into the next entry and its query buffer (760 MB

@@ -77,6 +77,34 @@ def test_slow_reader_below_the_limit_gets_every_reply(tmp_path) -> None:
         server.stop()
 
 
+def test_large_replies_keep_their_place_in_a_pipeline(tmp_path) -> None:
+    """Values from 64 kB up are written as references to the stored value (LargeBulk),
+    not copied into one reply: each must still come out whole and in order between
+    the small replies around it."""
+    server = nomadkv_node(str(tmp_path / "n"), appendfsync="no").start()
+    try:
+        client = server.client()
+        values = {b"small": b"s" * 10, b"edge": b"e" * 65536, b"huge": bytes(range(256)) * 4096}
+        client.mset(values)
+        keys = [b"small", b"edge", b"nothing", b"huge", b"small", b"huge"]
+        payload = b"".join(encode("GET", key) for key in keys) + encode("PING")
+        expected = b"".join(
+            b"$%d\r\n%b\r\n" % (len(values[key]), values[key]) if key in values else b"$-1\r\n"
+            for key in keys
+        )
+        expected += b"+PONG\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(payload * 3)
+            received = bytearray()
+            while len(received) < 3 * len(expected):
+                chunk = sock.recv(1 << 20)
+                assert chunk, "closed early"
+                received += chunk
+        assert bytes(received) == expected * 3
+    finally:
+        server.stop()
+
+
 def fuzz_payload(rng: random.Random) -> bytes:
     """One hostile message: valid, truncated, garbled, oversized or random."""
     kind = rng.randrange(10)
