@@ -406,13 +406,18 @@ class ClusterNode(Node):
                 self._reads_waiting_apply.append((read_state.index, batch))
         if self.reads and not self._read_rounds:
             self._flush_reads()
-        if self._reads_waiting_apply:
-            self._release_reads()
         if self.raw is not None:
             self.raw.advance(rd)
         if self._inflight and not self.is_leader and rd.entries:
             self._answer_overwritten()
         self.synced_index = self.log.last_index
+        if self._reads_waiting_apply:
+            if self._read_rounds:
+                # The round just started has its heartbeat in the core: send it
+                # before writing these replies, so that the follower answers while
+                # this node writes them (the nested Ready releases them too).
+                self._handle_ready()
+            self._release_reads()
         self._schedule_ready()
 
     def _answer_overwritten(self) -> None:
