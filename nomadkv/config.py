@@ -104,6 +104,13 @@ OPTIONS: tuple[Option, ...] = (
         "http-port", _port, 3000, "HTTP sidecar port (REST, /metrics); 0 turns it off.", minimum=0
     ),
     Option("http-bind", _str, "", "Address of the HTTP sidecar; empty means the same as bind."),
+    Option(
+        "http-maxclients",
+        _int,
+        1024,
+        "Most HTTP sidecar connections at once; one more is answered 503 and closed.",
+        minimum=1,
+    ),
     Option("dir", _str, "./data", "Directory for the log and snapshots."),
     Option(
         "requirepass",
@@ -273,6 +280,7 @@ class Config:
     port: int = 6379
     http_port: int = 3000
     http_bind: str = ""
+    http_maxclients: int = 1024
     dir: str = "./data"
     requirepass: str = ""
     appendfsync: str = "always"

@@ -32,11 +32,12 @@ STATM = "/proc/self/statm"
 class HttpStats:
     """The sidecar's own counters: requests by route, method and status; latency."""
 
-    __slots__ = ("duration", "requests")
+    __slots__ = ("connections_rejected", "duration", "requests")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.duration = Histogram()
+        self.connections_rejected = 0  # past http-maxclients
 
     def observe(self, route: str, method: str, status: int, elapsed_s: float) -> None:
         key = (route, method, status)
@@ -211,6 +212,11 @@ def render_metrics(node: Node, http: HttpStats) -> str:
             ({"route": route, "method": method, "status": str(status)}, count)
             for (route, method, status), count in sorted(http.requests.items())
         ],
+    )
+    out.counter(
+        "nomadkv_http_connections_rejected_total",
+        "HTTP sidecar connections refused (503) because http-maxclients was reached.",
+        http.connections_rejected,
     )
     out.histogram(
         "nomadkv_http_request_duration_seconds",

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -401,8 +402,8 @@ class Sidecar:
         return web.Response(body=self.openapi_body, content_type="application/json")
 
 
-def build_app(node: Node) -> web.Application:
-    sidecar = Sidecar(node)
+def build_app(node: Node, sidecar: Sidecar | None = None) -> web.Application:
+    sidecar = sidecar or Sidecar(node)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[sidecar.observe, sidecar.errors_as_json, sidecar.authenticate],
@@ -418,12 +419,78 @@ def build_app(node: Node) -> web.Application:
     return app
 
 
+BUSY_LINGER_S = 2.0
+BUSY_BODY = b'{"error": "max number of clients reached (http-maxclients)"}\n'
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(BUSY_BODY), BUSY_BODY)
+)
+
+
+class _Busy(asyncio.Protocol):
+    """A connection past http-maxclients: answered 503 and closed. What the client
+    sent is read and dropped, and the close waits for the client's own (or
+    BUSY_LINGER_S): closing with its request unread would reset the connection,
+    and a reset can destroy the 503 before the client reads it."""
+
+    def __init__(self) -> None:
+        self.linger: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's: no asyncio base class
+        transport.write(BUSY)
+        transport.write_eof()
+        self.linger = asyncio.get_running_loop().call_later(BUSY_LINGER_S, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # dropped: the answer is 503 whatever was asked
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.linger is not None:
+            self.linger.cancel()
+
+
+class CappedSite(web.BaseSite):
+    """A TCP site serving at most http-maxclients connections at once, as
+    maxclients caps RESP connections: one client's idle keep-alives or half-sent
+    requests must not use up the descriptors the node needs for everything else."""
+
+    def __init__(self, runner: web.AppRunner, sidecar: Sidecar, host: str, port: int) -> None:
+        super().__init__(runner, backlog=sidecar.node.config.tcp_backlog)
+        self._sidecar = sidecar
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        sidecar = self._sidecar
+
+        def protocol() -> asyncio.BaseProtocol:
+            if len(server.connections) >= sidecar.node.config.http_maxclients:
+                sidecar.stats.connections_rejected += 1
+                return _Busy()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+
 async def start_sidecar(node: Node) -> web.AppRunner:
     """Serve the sidecar on every address of ``http_address`` at ``http_port``;
     the caller awaits ``cleanup()`` on the runner at shutdown."""
     config = node.config
+    sidecar = Sidecar(node)
     runner = web.AppRunner(
-        build_app(node),
+        build_app(node, sidecar),
         access_log=None,
         logger=protocol_log,
         shutdown_timeout=5.0,
@@ -433,8 +500,6 @@ async def start_sidecar(node: Node) -> web.AppRunner:
     )
     await runner.setup()
     for address in config.http_address.split():
-        site = web.TCPSite(
-            runner, address, config.http_port, backlog=config.tcp_backlog, reuse_address=True
-        )
+        site = CappedSite(runner, sidecar, address, config.http_port)
         await site.start()
     return runner

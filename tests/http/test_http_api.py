@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
 import redis
-from sidecar_client import HttpClient, SidecarNode, start_sidecar_node
+from sidecar_client import HttpClient, SidecarNode, health_answers, start_sidecar_node
 
 from nomadkv.harness import wait_until
 
@@ -300,4 +301,34 @@ def test_an_acknowledged_http_write_survives_kill_9(tmp_path) -> None:
             assert body["value"] == f"v{i}"
             assert (body["ttl"] is not None) == bool(i % 2)
     finally:
+        assert node.server.stop() == 0
+
+
+def test_connections_past_http_maxclients_are_refused_with_503(tmp_path) -> None:
+    """Idle connections hold every slot: the next one is answered 503 (JSON) and
+    closed, RESP is unaffected, and a freed slot serves again."""
+    node = start_sidecar_node(str(tmp_path / "n"), http_maxclients=8)
+    idle = [socket.create_connection((node.server.host, node.http_port)) for _ in range(8)]
+    try:
+        with socket.create_connection((node.server.host, node.http_port), timeout=10) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := extra.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert json.loads(body) == {"error": "max number of clients reached (http-maxclients)"}
+        resp = node.resp()
+        assert resp.set("still", "served") and resp.get("still") == b"served"
+        idle.pop().close()
+        api = node.http()
+        wait_until(lambda: health_answers(node.server.host, node.http_port), 10, "a free slot")
+        metrics = api.get("/metrics").body.decode().splitlines()
+        [rejected] = [
+            m for m in metrics if m.startswith("nomadkv_http_connections_rejected_total ")
+        ]
+        assert float(rejected.split()[1]) >= 1
+    finally:
+        for sock in idle:
+            sock.close()
         assert node.server.stop() == 0
