@@ -110,6 +110,40 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+NEWEST_FILE = "NEWEST"
+
+
+def read_newest(directory: str) -> int:
+    """The first index NEWEST names (0 when there is none): the newest segment
+    known to have held records that were made durable."""
+    path = os.path.join(directory, NEWEST_FILE)
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return 0
+    if not text.endswith(b"\n") or not text[:-1].isdigit():
+        raise CorruptLog(
+            f"{path} is damaged ({text[:40]!r}). "
+            + REPAIR_HINT.format(data_dir=os.path.dirname(os.path.abspath(directory)))
+        )
+    return int(text)
+
+
+def write_newest(directory: str, first_index: int) -> None:
+    """Replace NEWEST durably and atomically (a new file renamed over it)."""
+    path = os.path.join(directory, NEWEST_FILE)
+    temporary = path + ".tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, b"%d\n" % first_index, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    fsync_directory(directory)
+
+
 def make_directory(directory: str) -> None:
     """Create ``directory`` (and parents) durably, if missing."""
     if os.path.isdir(directory):
@@ -289,7 +323,15 @@ def _trailing_zeros(path: str, size: int) -> int:
 
 
 class Log:
-    """Append-only segmented log with recovery, suffix truncation and compaction."""
+    """Append-only segmented log with recovery, suffix truncation and compaction.
+
+    NEWEST, beside the segments, names the newest segment known to have held
+    durable records (written when such a segment is first synced or closed,
+    lowered before segments are deleted on purpose). A newest segment lost
+    after that (deleted, emptied) would otherwise leave a shorter log that
+    looks intact, and acknowledged writes would vanish without a word; with
+    it, recovery refuses to start, as for any other missing segment.
+    """
 
     def __init__(self, directory: str, segment_bytes_max: int = 64 * 1024 * 1024) -> None:
         if not 0 < segment_bytes_max <= SEGMENT_BYTES_LIMIT:
@@ -312,6 +354,7 @@ class Log:
         self._broken: str | None = None
         self.torn_bytes_truncated = 0
         self.torn_problem = ""
+        self._newest = 0  # what NEWEST says
 
     @property
     def data_dir(self) -> str:
@@ -325,9 +368,17 @@ class Log:
         log begins (one past the latest snapshot)."""
         make_directory(self.directory)
         files = _segment_files(self.directory)
+        self._newest = newest = read_newest(self.directory)
+        if newest and not any(first >= newest for first, _ in files):
+            raise CorruptLog(
+                f"log segment {os.path.join(self.directory, segment_name(newest))} is missing, "
+                f"and it held records that had been made durable ({NEWEST_FILE} names it): "
+                f"the log ends early. " + REPAIR_HINT.format(data_dir=self.data_dir)
+            )
         directory_changed = False
         while files and os.path.getsize(files[-1][1]) == 0:
             # A roll that crashed before its first record: nothing to recover.
+            self._check_not_newest(files[-1][0], files[-1][1])
             os.unlink(files.pop()[1])
             directory_changed = True
         segments: list[_Segment] = []
@@ -365,6 +416,7 @@ class Log:
                         + REPAIR_HINT.format(data_dir=self.data_dir)
                     )
                 # The last roll crashed before its first record landed.
+                self._check_not_newest(first, path)
                 os.unlink(path)
                 directory_changed = True
                 continue
@@ -382,6 +434,14 @@ class Log:
         if segments:
             self._fd = os.open(segments[-1].path, os.O_WRONLY)
             self._allocated = segments[-1].size
+
+    def _check_not_newest(self, first: int, path: str) -> None:
+        if first == self._newest:
+            raise CorruptLog(
+                f"log segment {path} holds no record, but it held records that had been "
+                f"made durable ({NEWEST_FILE} names it). "
+                + REPAIR_HINT.format(data_dir=self.data_dir)
+            )
 
     def _refuse(self, path: str, scan: _Scan, first: int, not_torn: str = "") -> None:
         where = (
@@ -503,6 +563,22 @@ class Log:
                 # that landed and sync the records as they are.
                 os.ftruncate(self._fd, start)
         os.fdatasync(self._fd)
+        self._note_durable_tail()
+
+    def _note_durable_tail(self) -> None:
+        """The tail's records just became durable: NEWEST names it (once per segment)."""
+        if self._segments:
+            tail = self._segments[-1]
+            if tail.first_index != self._newest and tail.offsets:
+                write_newest(self.directory, tail.first_index)
+                self._newest = tail.first_index
+
+    def _before_deleting(self, kept_tail: _Segment | None) -> None:
+        """Segments are about to be deleted on purpose and ``kept_tail`` (durable)
+        will be the newest left: NEWEST must name no segment past it."""
+        if self._newest and (kept_tail is None or kept_tail.first_index < self._newest):
+            self._newest = kept_tail.first_index if kept_tail is not None else 0
+            write_newest(self.directory, self._newest)
 
     def _close_tail(self) -> None:
         """Cut the tail segment's zeros, make it durable and close it."""
@@ -512,6 +588,7 @@ class Log:
         os.close(self._fd)
         self._fd = -1
         self._allocated = 0
+        self._note_durable_tail()
 
     def roll(self) -> None:
         """Start a new segment at the next append, so that a snapshot of
@@ -592,6 +669,9 @@ class Log:
             os.close(self._fd)
             self._fd = -1
             self._allocated = 0
+        # What stays ends in a segment that was fsync'd when the log rolled past it.
+        kept = [segment for segment in self._segments if segment.first_index < from_index]
+        self._before_deleting(kept[-1] if kept else None)
         while self._segments and self._segments[-1].first_index >= from_index:
             self._drop_segment(self._segments.pop())
             self._segment_firsts.pop()
@@ -620,6 +700,8 @@ class Log:
         (they are covered by a snapshot). When nothing is left, the log goes
         on after ``upto_index``. Returns how many segments were deleted."""
         removed = 0
+        if self._segments and self._segments[-1].last_index <= upto_index:
+            self._before_deleting(None)  # every segment goes
         while self._segments and self._segments[0].last_index <= upto_index:
             if len(self._segments) == 1:
                 if self._fd >= 0:
@@ -649,6 +731,7 @@ class Log:
             os.close(self._fd)
             self._fd = -1
             self._allocated = 0
+        self._before_deleting(None)
         for segment in self._segments:
             self._drop_segment(segment)
         self._segments.clear()
@@ -702,10 +785,32 @@ def repair(directory: str, aside: str, snapshot_index: int = 0) -> LogRepair:
     before it are moved aside whole, and the check goes on after it.
 
     The operator's way out of ``CorruptLog``: the writes after the damage are
-    lost on this node, but no byte is destroyed.
+    lost on this node, but no byte is destroyed. NEWEST is then made to name
+    the newest segment left; if the one it named is gone, that is reported.
     """
     if not os.path.isdir(directory):
         return LogRepair(0, 0, "", [])
+    try:
+        named = read_newest(directory)
+    except CorruptLog:
+        named = -1
+    cut = _cut_at_damage(directory, aside, snapshot_index)
+    left = [first for first, path in _segment_files(directory) if os.path.getsize(path) > 0]
+    newest = left[-1] if left else 0
+    if named != newest:
+        if named > newest or named < 0:
+            missing = (
+                f"{NEWEST_FILE} is damaged"
+                if named < 0
+                else f"{segment_name(named)} is missing (it held durable records)"
+            )
+            problem = "; ".join(p for p in (cut.problem, missing) if p)
+            cut = LogRepair(cut.records_kept, cut.bytes_moved, problem, cut.moved_to)
+        write_newest(directory, newest)
+    return cut
+
+
+def _cut_at_damage(directory: str, aside: str, snapshot_index: int) -> LogRepair:
     records = 0
     expected: int | None = None
     files = _segment_files(directory)

@@ -34,7 +34,7 @@ def test_damage_in_the_middle_stops_start_up_until_repaired(tmp_path) -> None:
         client.set(f"k{i}", f"v{i}")
     client.close()
     assert server.stop() == 0
-    segments = sorted(os.listdir(os.path.join(data_dir, "log")))
+    segments = sorted(n for n in os.listdir(os.path.join(data_dir, "log")) if n.endswith(".seg"))
     segment = os.path.join(data_dir, "log", segments[-1])
     starts = record_starts(segment)
     with open(segment, "r+b") as f:  # damage the 21st write's record
@@ -89,7 +89,9 @@ def test_damage_the_newest_snapshot_covers_costs_no_write_after_it(tmp_path) -> 
     assert server.stop() == 0
     newest = list_snapshots(os.path.join(data_dir, "snapshots"))[0][0]
     log_dir = os.path.join(data_dir, "log")
-    segments = sorted((int(name.split(".")[0]), name) for name in os.listdir(log_dir))
+    segments = sorted(
+        (int(name.split(".")[0]), name) for name in os.listdir(log_dir) if name.endswith(".seg")
+    )
     covered = [name for (_, name), (following, _) in pairwise(segments) if following <= newest]
     assert len(covered) >= 3, segments
     with open(os.path.join(log_dir, covered[-2]), "r+b") as f:  # a record the snapshot holds
@@ -109,6 +111,40 @@ def test_damage_the_newest_snapshot_covers_costs_no_write_after_it(tmp_path) -> 
     client = server.client()
     keys = [f"{batch}:{i}" for batch in ("a", "b", "c") for i in range(300)]
     assert client.mget(keys) == [k.replace(":", "-").encode() for k in keys]
+    client.close()
+    assert server.stop() == 0
+
+
+def test_a_deleted_newest_segment_stops_start_up_until_repaired(tmp_path) -> None:
+    """Without log/NEWEST the node would start on the shorter log and the
+    acknowledged writes of the deleted segment would be gone without a word."""
+    data_dir = str(tmp_path / "node")
+    server = nomadkv_node(data_dir, log_segment_bytes=4096, snapshot_interval_seconds=0).start()
+    client = server.client()
+    for i in range(300):  # one entry each: every reply came after its fsync
+        client.set(f"k{i}", f"v{i}")
+    client.close()
+    assert server.stop() == 0
+    log_dir = os.path.join(data_dir, "log")
+    newest = max(name for name in os.listdir(log_dir) if name.endswith(".seg"))
+    first_lost = int(newest.split(".")[0])
+    os.unlink(os.path.join(log_dir, newest))
+
+    with pytest.raises(StartError, match=f"{newest} is missing, and it held records"):
+        server.start(timeout_s=30)
+    repair = subprocess.run(
+        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"{newest} is missing (it held durable records)" in repair.stdout, repair.stdout
+    server.start()
+    client = server.client()
+    kept = first_lost - 1  # entry i + 1 is k{i}
+    assert client.mget([f"k{i}" for i in range(300)]) == [
+        f"v{i}".encode() if i < kept else None for i in range(300)
+    ]
     client.close()
     assert server.stop() == 0
 

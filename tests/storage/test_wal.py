@@ -278,9 +278,13 @@ def test_a_new_segment_is_durable_before_records_go_into_it(tmp_path, fsynced) -
     log.append([(1, 1, 1, b"a" * 1100)])
     assert fsynced == ["dir"]  # first segment: its directory entry
     fsynced.clear()
-    log.append([(2, 1, 1, b"b")])  # rolls: the full segment, then the new entry
-    assert fsynced == [segment_name(1), "dir"]
+    log.append([(2, 1, 1, b"b")])  # rolls: the full segment, NEWEST naming it, the new entry
+    assert fsynced == [segment_name(1), "NEWEST.tmp", "dir", "dir"]
     fsynced.clear()
+    log.sync()  # the new segment's first durable record: NEWEST names it
+    assert fsynced == [segment_name(2), "NEWEST.tmp", "dir"]
+    fsynced.clear()
+    log.append([(3, 1, 1, b"c")])
     log.sync()
     assert fsynced == [segment_name(2)]
 
@@ -560,6 +564,79 @@ def test_a_disk_too_full_for_the_zeros_ahead_still_syncs_the_records(tmp_path, m
     log.close()
     monkeypatch.setattr(os, "pwrite", real_pwrite)
     assert [r.payload for r in reopened(tmp_path).read(1)] == [b"a", b"b"]
+
+
+# -- a lost newest segment (NEWEST) ------------------------------------------------
+
+
+def test_a_deleted_newest_segment_stops_recovery(tmp_path) -> None:
+    """Its records were durable: a log that merely ends earlier must not pass for intact."""
+    filled_log(tmp_path, 200, segment_bytes=1024)
+    os.unlink(segments(tmp_path)[-1])
+    with pytest.raises(CorruptLog, match="is missing, and it held records that had been made"):
+        reopened(tmp_path, 1024)
+
+
+def test_an_emptied_newest_segment_stops_recovery(tmp_path) -> None:
+    filled_log(tmp_path, 200, segment_bytes=1024)
+    with open(segments(tmp_path)[-1], "r+b") as f:
+        f.truncate(0)
+    with pytest.raises(CorruptLog, match="holds no record, but it held records"):
+        reopened(tmp_path, 1024)
+
+
+def test_a_newest_segment_never_synced_may_be_lost(tmp_path) -> None:
+    """Appended but never synced (a crash before the fsync): not acknowledged,
+    so losing the whole segment is a torn write, as before NEWEST."""
+    log = Log(str(tmp_path), 1024)
+    log.open()
+    for index in range(1, 41):
+        log.append([(index, 1, 1, payload_of(index))])
+    log.sync()
+    count = log.segment_count
+    while log.segment_count == count:  # into a new segment, which is never synced
+        log.append([(log.last_index + 1, 1, 1, payload_of(log.last_index + 1))])
+    first_unsynced = log.last_index
+    os.close(log._fd)  # a crash: no sync, no close
+    newest = segments(tmp_path)[-1]
+    assert os.path.basename(newest) == segment_name(first_unsynced)
+    os.unlink(newest)
+    log = reopened(tmp_path, 1024)
+    assert indexes(log) == list(range(1, first_unsynced))
+    log.close()
+
+
+@pytest.mark.parametrize("how", ["compact", "truncate_suffix", "reset"])
+def test_segments_deleted_on_purpose_leave_a_log_that_opens(tmp_path, how: str) -> None:
+    log = reopened(tmp_path, 1024)
+    for index in range(1, 201):
+        log.append([(index, 1, 1, payload_of(index))])
+    log.sync()
+    first_of_newest = int(os.path.basename(segments(tmp_path)[-1]).split(".")[0])
+    if how == "compact":
+        log.compact(200)  # a snapshot holds everything: every segment goes
+    elif how == "truncate_suffix":
+        log.truncate_suffix(first_of_newest - 10)  # the newest segment and part of the one before
+    else:
+        log.reset(500)
+    expected = indexes(log)
+    log.close()
+    log = reopened(tmp_path, 1024, start_index=201 if how == "compact" else 1)
+    assert indexes(log) == expected
+    log.close()
+
+
+def test_repair_reports_a_lost_newest_segment_and_the_log_opens_again(tmp_path) -> None:
+    filled_log(tmp_path, 200, segment_bytes=1024)
+    lost = segments(tmp_path)[-1]
+    os.unlink(lost)
+    result = repair(str(tmp_path), str(tmp_path / "aside"))
+    assert f"{os.path.basename(lost)} is missing (it held durable records)" in result.problem
+    log = reopened(tmp_path, 1024)
+    first_lost = int(os.path.basename(lost).split(".")[0])
+    assert indexes(log) == list(range(1, first_lost))
+    log.close()
+    assert repair(str(tmp_path), str(tmp_path / "aside")).problem == ""
 
 
 # -- repair ----------------------------------------------------------------------
