@@ -42,10 +42,10 @@ from nomadkv.resp.reply import (
     EMPTY_BULK,
     LARGE_BULK_BYTES,
     NULL,
-    LargeBulk,
     OK,
     ONE,
     ZERO,
+    LargeBulk,
     bulk,
     integer,
 )

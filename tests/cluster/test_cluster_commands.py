@@ -306,8 +306,7 @@ def test_a_leader_answers_pipelined_large_reads_whole_and_in_order(make_cluster)
     payload = b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in keys)
     payload += b"*1\r\n$4\r\nPING\r\n"
     expected = b"".join(
-        b"$%d\r\n%b\r\n" % (len(values[k]), values[k]) if k in values else b"$-1\r\n"
-        for k in keys
+        b"$%d\r\n%b\r\n" % (len(values[k]), values[k]) if k in values else b"$-1\r\n" for k in keys
     )
     expected += b"+PONG\r\n"
     with socket.create_connection((leader.host, leader.port), timeout=10) as sock:
