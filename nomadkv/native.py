@@ -25,6 +25,7 @@ COMPILED = (
     "nomadkv/commands/strings.py",
     "nomadkv/commands/machine.py",
     "nomadkv/server/client.py",
+    "nomadkv/server/node.py",
 )
 GROUP = "nomadkv.native"  # the shared library: nomadkv/native__mypyc.*.so
 

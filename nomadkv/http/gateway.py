@@ -202,6 +202,6 @@ class Gateway:
                 spec.failed_calls += 1
                 raise CommandFailed(exc.message) from None
         future: asyncio.Future[ReplyT] = node.loop.create_future()
-        node.propose(CommitWaiter(future), argv)  # type: ignore[arg-type]
+        node.propose(CommitWaiter(future), argv)
         self._account(spec, started_s)
         return decode_reply(await future)

@@ -37,7 +37,9 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mypy_extensions import mypyc_attr
 
 from nomadkv.commands.keys import EXPIRED
 from nomadkv.commands.machine import BadEntry, StateMachine, encode_entry
@@ -56,6 +58,7 @@ from nomadkv.storage.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from nomadkv.resp.reply import Reply
     from nomadkv.server.client import Client
 
 log = logging.getLogger("nomadkv.node")
@@ -74,6 +77,16 @@ GATHER_TURNS_MAX = 3
 SNAPSHOT_RETRY_DELAY_S = (
     5.0  # after a failed automatic snapshot, as Redis's CONFIG_BGSAVE_RETRY_DELAY
 )
+
+
+class Waiter(Protocol):
+    """Who waits for a write's reply: a client connection, or the HTTP sidecar's
+    CommitWaiter. A protocol, not Client: compiled, a Client annotation is checked
+    at run time and refuses the sidecar's waiter."""
+
+    def deliver(self, reply: bytes | Reply) -> None: ...
+
+    def commit_done(self) -> None: ...
 
 
 def wall_ms() -> int:
@@ -110,6 +123,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # ClusterNode
 class Node:
     """One NomadKV node: a keyspace behind a durable log."""
 
@@ -132,14 +146,14 @@ class Node:
         # clients append to these lists directly (the hot path), then call
         # schedule_flush(). They are emptied in place, never replaced.
         self.proposed: list[list[bytes]] = []
-        self.waiters: list[Client | None] = []
+        self.waiters: list[Waiter | None] = []
         self.flush_scheduled = False
         # Clients whose replies wait for this loop turn's burst (queued by Client.process).
         self.replying: list[Client] = []
         self._last_entry_ms = 0
         # Entries written but not yet committed:
         # (index, now_ms, commands, waiters, perf_counter when proposed).
-        self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Client | None], float]] = (
+        self._unsynced: deque[tuple[int, int, list[list[bytes]], list[Waiter | None], float]] = (
             deque()
         )
         self._everysec_dirty = False
@@ -255,7 +269,7 @@ class Node:
 
     # -- the write path --------------------------------------------------------
 
-    def propose(self, client: Client | None, argv: list[bytes]) -> None:
+    def propose(self, client: Waiter | None, argv: list[bytes]) -> None:
         """Queue a prepared write; its reply goes to ``client.deliver`` once committed."""
         self.proposed.append(argv)
         self.waiters.append(client)
@@ -365,7 +379,7 @@ class Node:
 
     def _commit_through(self, index: int) -> None:
         unsynced = self._unsynced
-        touched: set[Client] = set()
+        touched: set[Waiter] = set()
         write_latency = self.stats.write_latency
         now = time.perf_counter()
         while unsynced and unsynced[0][0] <= index:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -87,7 +86,9 @@ def network_totals(node: Node) -> tuple[int, int]:
     return net_in, net_out
 
 
-_STATES: weakref.WeakKeyDictionary[Node, ServerState] = weakref.WeakKeyDictionary()
+# A plain dict: a compiled Node (mypyc) takes no weak reference, and a node
+# lives as long as its process.
+_STATES: dict[Node, ServerState] = {}
 
 
 def state_of(node: Node) -> ServerState:
