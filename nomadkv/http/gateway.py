@@ -84,6 +84,19 @@ class CommitWaiter:
     def commit_done(self) -> None:
         """Nothing to flush: the reply is already in the future."""
 
+    def flush(self) -> None:
+        pass  # as commit_done
+
+    def close(self) -> None:
+        """The node cannot tell this write's fate (a snapshot replaced the entries
+        around it): the request fails as a client's connection would close."""
+        if not self.future.done():
+            self.future.set_exception(
+                NodeUnavailable(
+                    "the write's fate is unknown (leadership changed); check, then retry"
+                )
+            )
+
 
 class ReadWaiter(CommitWaiter, Generic[T]):
     """Stands where a client stands in a ReadIndex round: once the round confirms

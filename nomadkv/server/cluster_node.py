@@ -35,7 +35,7 @@ import logging
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nomadkv.cluster.slots import key_slot
 from nomadkv.cluster.topology import Member, Topology, node_name
@@ -60,6 +60,8 @@ from nomadkv.raft.node import RawNode, Ready
 from nomadkv.server.bus import PeerBus
 from nomadkv.server.node import (
     Node,
+    Reader,
+    Waiter,
     keyspace_from_chunks,
     load_snapshot,
 )
@@ -75,9 +77,6 @@ from nomadkv.storage.snapshot import (
     write_bytes_atomically,
     write_snapshot,
 )
-
-if TYPE_CHECKING:
-    from nomadkv.server.client import Client
 
 log = logging.getLogger("nomadkv.cluster")
 
@@ -136,7 +135,7 @@ class ClusterNode(Node):
         # index -> (entry data, its now_ms, commands, waiters, perf_counter when
         # proposed): this node's proposals in flight.
         self._inflight: dict[
-            int, tuple[bytes, int, list[list[bytes]], list[Client | None], float]
+            int, tuple[bytes, int, list[list[bytes]], list[Waiter | None], float]
         ] = {}
         self._ready_scheduled = False
         # Gathering the next entry (_writes_still_arriving): since when, how many
@@ -148,11 +147,11 @@ class ClusterNode(Node):
         self._last_arrival = 0.0
         self._last_cohort = 0
         # Linearizable reads: gathered during a loop turn, one ReadIndex round each turn.
-        self.reads: list[tuple[Client, CommandSpec, list[bytes]]] = []
+        self.reads: list[tuple[Reader, CommandSpec, list[bytes]]] = []
         self._reads_scheduled = False
-        self._read_rounds: dict[bytes, list[tuple[Client, CommandSpec, list[bytes]]]] = {}
+        self._read_rounds: dict[bytes, list[tuple[Reader, CommandSpec, list[bytes]]]] = {}
         self._reads_waiting_apply: list[
-            tuple[int, list[tuple[Client, CommandSpec, list[bytes]]]]
+            tuple[int, list[tuple[Reader, CommandSpec, list[bytes]]]]
         ] = []
         self._read_seq = 0
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -514,8 +513,8 @@ class ClusterNode(Node):
         self._schedule_ready()
 
     def _take_entry_sized(
-        self, commands: list[list[bytes]], waiters: list[Client | None]
-    ) -> tuple[list[list[bytes]], list[Client | None]]:
+        self, commands: list[list[bytes]], waiters: list[Waiter | None]
+    ) -> tuple[list[list[bytes]], list[Waiter | None]]:
         """The first writes that fit in one entry of raft-max-entry-bytes; the rest go
         back to wait for the next entry, and a write that alone exceeds the limit is
         refused once it is first in line, so after the replies of the writes before it.
@@ -523,7 +522,7 @@ class ClusterNode(Node):
         SET cost a leader its leadership (docs/cluster.md)."""
         limit = self.config.raft_max_entry_bytes
         taken: list[list[bytes]] = []
-        taken_waiters: list[Client | None] = []
+        taken_waiters: list[Waiter | None] = []
         size = 0
         for i, (argv, client) in enumerate(zip(commands, waiters, strict=True)):
             need = sum(len(arg) + 16 for arg in argv)  # marshal adds a few bytes per argument
@@ -573,7 +572,7 @@ class ClusterNode(Node):
 
     def _apply(self, entries: list[Entry]) -> None:
         machine = self.machine
-        touched: set[Client] = set()
+        touched: set[Waiter] = set()
         for entry in entries:
             if entry.index <= machine.applied_index:
                 continue
@@ -605,7 +604,7 @@ class ClusterNode(Node):
         if self.proposed and not self._inflight:
             self.schedule_flush()  # the writes that waited for this entry
 
-    def _answer(self, waiters: list[Client | None], reply: bytes) -> None:
+    def _answer(self, waiters: list[Waiter | None], reply: bytes) -> None:
         for client in waiters:
             if client is not None:
                 client.deliver(reply)
@@ -627,7 +626,7 @@ class ClusterNode(Node):
 
     # -- linearizable reads ------------------------------------------------------------------
 
-    def read(self, client: Client, spec: CommandSpec, argv: list[bytes]) -> None:
+    def read(self, client: Reader, spec: CommandSpec, argv: list[bytes]) -> None:
         """Queue a read; it runs once a ReadIndex round confirms this node still leads
         and the state machine has applied that index."""
         self.reads.append((client, spec, argv))
@@ -660,16 +659,16 @@ class ClusterNode(Node):
     def _release_reads(self) -> None:
         applied = self.machine.applied_index
         waiting, self._reads_waiting_apply = self._reads_waiting_apply, []
-        touched: set[Client] = set()
+        touched: set[Reader] = set()
         for index, batch in waiting:
             if index > applied:
                 self._reads_waiting_apply.append((index, batch))
                 continue
-            for client, spec, argv in batch:
-                client.answer_read(spec, argv)
-                touched.add(client)
-        for client in touched:
-            client.commit_done()
+            for reader, spec, argv in batch:
+                reader.answer_read(spec, argv)
+                touched.add(reader)
+        for reader in touched:
+            reader.commit_done()
 
     def _redirect_reads(self) -> None:
         batches = list(self._read_rounds.values()) + [b for _, b in self._reads_waiting_apply]
@@ -678,7 +677,7 @@ class ClusterNode(Node):
         for batch in batches:
             self._redirect_batch(batch)
 
-    def _redirect_batch(self, batch: list[tuple[Client, CommandSpec, list[bytes]]]) -> None:
+    def _redirect_batch(self, batch: list[tuple[Reader, CommandSpec, list[bytes]]]) -> None:
         for client, spec, argv in batch:
             client.deliver(self.redirect_command(spec, argv))
         for client in {c for c, _, _ in batch}:
@@ -866,7 +865,7 @@ class ClusterNode(Node):
                 self.machine.applied_index == 0 and not len(self.keyspace),
                 "an empty snapshot can only start a new member",
             )
-            meta = {
+            meta: dict[str, Any] = {
                 "raft_conf_state": conf_state_meta(snapshot.meta.conf_state),
                 "members": self._member_list(),
             }
@@ -889,7 +888,7 @@ class ClusterNode(Node):
         # their indexes: a deposed leader's entries often committed under the next
         # leader. Their fate cannot be told, so their connections are closed, as when
         # a server dies mid-request, rather than answered "not committed".
-        unknown: set[Client] = set()
+        unknown: set[Waiter] = set()
         for stale in [i for i in self._inflight if i <= index]:
             unknown.update(c for c in self._inflight.pop(stale)[3] if c is not None)
         for client in unknown:

@@ -58,6 +58,7 @@ from nomadkv.storage.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from nomadkv.commands.table import CommandSpec
     from nomadkv.resp.reply import Reply
     from nomadkv.server.client import Client
 
@@ -86,7 +87,19 @@ class Waiter(Protocol):
 
     def deliver(self, reply: bytes | Reply) -> None: ...
 
-    def commit_done(self) -> None: ...
+    def commit_done(self) -> None:
+        """After a batch of deliveries: send them."""
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None:
+        """Hang up: what it waits for will never be told (its fate is unknown)."""
+
+
+class Reader(Waiter, Protocol):
+    """Who waits in a cluster leader's ReadIndex round."""
+
+    def answer_read(self, spec: CommandSpec, argv: list[bytes]) -> None: ...
 
 
 def wall_ms() -> int:

@@ -19,7 +19,7 @@ from nomadkv.harness import free_port
 from nomadkv.http.openapi import DOCUMENT
 from nomadkv.http.sidecar import build_app, start_sidecar
 from nomadkv.keyspace import ListValue
-from nomadkv.server.node import Node
+from nomadkv.server.node import Node, Waiter
 
 
 class Api:
@@ -36,11 +36,14 @@ class Api:
 
 
 def run_with_node(
-    tmp_path: Any, scenario: Callable[[Node, Api], Awaitable[None]], **options: Any
+    tmp_path: Any,
+    scenario: Callable[[Node, Api], Awaitable[None]],
+    node_class: type[Node] = Node,
+    **options: Any,
 ) -> None:
     async def main() -> None:
         config = Config(dir=str(tmp_path), http_port=free_port(), **options)
-        node = Node(config, asyncio.get_running_loop())
+        node = node_class(config, asyncio.get_running_loop())
         node.recover()
         runner = await start_sidecar(node)
         try:
@@ -86,6 +89,26 @@ def test_a_node_shutting_down_refuses_writes_with_503(tmp_path) -> None:
         assert node.keyspace.data[b"k"] == b"v"
 
     run_with_node(tmp_path, scenario)
+
+
+class HangingUpNode(Node):
+    """Hangs up on every write's waiter, as a cluster member does on the waiters
+    of its own entries when a snapshot replaces them (ClusterNode._install_snapshot)."""
+
+    def propose(self, client: Waiter | None, argv: list[bytes]) -> None:
+        assert client is not None
+        client.flush()
+        client.close()
+
+
+def test_a_write_whose_fate_is_unknown_answers_503(tmp_path) -> None:
+    async def scenario(node: Node, api: Api) -> None:
+        status, body = await api("POST", "/api/v1/set", json={"key": "k", "value": "v"})
+        assert status == 503
+        assert "fate is unknown" in body["error"]
+        assert (await api("GET", "/health"))[0] == 200  # the node serves on
+
+    run_with_node(tmp_path, scenario, node_class=HangingUpNode)
 
 
 def test_a_password_set_at_run_time_applies_to_the_next_request(tmp_path) -> None:
