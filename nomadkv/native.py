@@ -26,6 +26,7 @@ COMPILED = (
     "nomadkv/commands/machine.py",
     "nomadkv/server/client.py",
     "nomadkv/server/node.py",
+    "nomadkv/storage/log.py",
 )
 GROUP = "nomadkv.native"  # the shared library: nomadkv/native__mypyc.*.so
 
