@@ -57,6 +57,20 @@ def wait_until(
         time.sleep(interval_s)
 
 
+def exchange_bytes(host: str, port: int, payload: bytes, size: int, timeout_s: float = 10) -> bytes:
+    """Send ``payload`` on a new connection and read exactly ``size`` bytes back
+    (a pipeline's raw replies, compared byte for byte)."""
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(payload)
+        received = bytearray()
+        while len(received) < size:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError(f"closed after {len(received)} of {size} bytes")
+            received += chunk
+    return bytes(received)
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5) as sock:

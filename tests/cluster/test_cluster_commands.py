@@ -19,7 +19,14 @@ import redis
 from clusterkit import RawConnection, barrier, leader_among
 
 from nomadkv.cluster.topology import node_name
-from nomadkv.harness import LocalCluster, ServerProcess, free_port, redis_server, wait_until
+from nomadkv.harness import (
+    LocalCluster,
+    ServerProcess,
+    exchange_bytes,
+    free_port,
+    redis_server,
+    wait_until,
+)
 
 # A follower not heard from for two election timeouts (2 x 10 ticks x 50 ms) is failed.
 FAILED_WITHIN_S = 10.0
@@ -309,14 +316,8 @@ def test_a_leader_answers_pipelined_large_reads_whole_and_in_order(make_cluster)
         b"$%d\r\n%b\r\n" % (len(values[k]), values[k]) if k in values else b"$-1\r\n" for k in keys
     )
     expected += b"+PONG\r\n"
-    with socket.create_connection((leader.host, leader.port), timeout=10) as sock:
-        sock.sendall(payload * 5)
-        received = bytearray()
-        while len(received) < 5 * len(expected):
-            chunk = sock.recv(1 << 20)
-            assert chunk, "closed early"
-            received += chunk
-    assert bytes(received) == expected * 5
+    received = exchange_bytes(leader.host, leader.port, payload * 5, 5 * len(expected))
+    assert received == expected * 5
     client.close()
 
 

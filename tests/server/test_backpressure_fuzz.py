@@ -18,7 +18,7 @@ import time
 import redis
 from rawresp import encode
 
-from nomadkv.harness import ServerProcess, nomadkv_node, wait_until
+from nomadkv.harness import ServerProcess, exchange_bytes, nomadkv_node, wait_until
 
 FUZZ_SECONDS = float(os.environ.get("NOMADKV_FUZZ_SECONDS", "20"))
 FUZZ_SEED = int(os.environ.get("NOMADKV_FUZZ_SEED", "0x5eed"), 0)
@@ -93,14 +93,8 @@ def test_large_replies_keep_their_place_in_a_pipeline(tmp_path) -> None:
             for key in keys
         )
         expected += b"+PONG\r\n"
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(payload * 3)
-            received = bytearray()
-            while len(received) < 3 * len(expected):
-                chunk = sock.recv(1 << 20)
-                assert chunk, "closed early"
-                received += chunk
-        assert bytes(received) == expected * 3
+        received = exchange_bytes("127.0.0.1", server.port, payload * 3, 3 * len(expected))
+        assert received == expected * 3
     finally:
         server.stop()
 

@@ -16,6 +16,15 @@ from nomadkv.storage.log import HEADER_SIZE
 from nomadkv.storage.snapshot import list_snapshots
 
 
+def repair_log(data_dir: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
 def record_starts(path: str) -> list[int]:
     with open(path, "rb") as f:
         data = f.read()
@@ -47,12 +56,7 @@ def test_damage_in_the_middle_stops_start_up_until_repaired(tmp_path) -> None:
     assert "cannot start: log segment" in message and "checksum mismatch" in message
     assert f"nomadkv repair-log --dir {os.path.abspath(data_dir)}" in message
 
-    repair = subprocess.run(
-        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    repair = repair_log(data_dir)
     assert "cut the log at" in repair.stdout and "kept 20 records" in repair.stdout
     assert os.listdir(os.path.join(data_dir, "damaged"))
 
@@ -64,12 +68,7 @@ def test_damage_in_the_middle_stops_start_up_until_repaired(tmp_path) -> None:
     )
     client.close()
     assert server.stop() == 0
-    again = subprocess.run(
-        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    again = repair_log(data_dir)
     assert again.stdout.startswith("the log and snapshots are intact")
 
 
@@ -100,12 +99,7 @@ def test_damage_the_newest_snapshot_covers_costs_no_write_after_it(tmp_path) -> 
 
     with pytest.raises(StartError, match=r"checksum mismatch|damaged"):
         server.start(timeout_s=30)
-    repair = subprocess.run(
-        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    repair = repair_log(data_dir)
     assert f"that snapshot {newest} holds" in repair.stdout, repair.stdout
     server.start()
     client = server.client()
@@ -132,12 +126,7 @@ def test_a_deleted_newest_segment_stops_start_up_until_repaired(tmp_path) -> Non
 
     with pytest.raises(StartError, match=f"{newest} is missing, and it held records"):
         server.start(timeout_s=30)
-    repair = subprocess.run(
-        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    repair = repair_log(data_dir)
     assert f"{newest} is missing (it held durable records)" in repair.stdout, repair.stdout
     server.start()
     client = server.client()
@@ -153,12 +142,7 @@ def test_one_process_at_a_time_on_a_data_directory(tmp_path) -> None:
     data_dir = str(tmp_path / "node")
     server = nomadkv_node(data_dir).start()
     try:
-        repair = subprocess.run(
-            [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        repair = repair_log(data_dir, check=False)
         assert repair.returncode == 1
         assert "is in use by another NomadKV process" in repair.stderr
         second = nomadkv_node(data_dir)
@@ -167,6 +151,4 @@ def test_one_process_at_a_time_on_a_data_directory(tmp_path) -> None:
         assert server.client().ping()
     finally:
         server.stop()
-    subprocess.run(
-        [sys.executable, "-m", "nomadkv.cli", "repair-log", "--dir", data_dir], check=True
-    )
+    repair_log(data_dir)
