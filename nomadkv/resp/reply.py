@@ -83,7 +83,7 @@ class LargeBulk(Reply):
         self.value = value
 
     def encode(self, resp3: bool) -> bytes:
-        return b"$%d\r\n%b\r\n" % (len(self.value), self.value)
+        return bulk(self.value)
 
 
 LARGE_BULK_BYTES = 64 * 1024

@@ -32,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -131,17 +132,24 @@ def read_newest(directory: str) -> int:
 
 
 def write_newest(directory: str, first_index: int) -> None:
-    """Replace NEWEST durably and atomically (a new file renamed over it)."""
     path = os.path.join(directory, NEWEST_FILE)
-    temporary = path + ".tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    replace_durably(path, b"%d\n" % first_index, path + ".tmp")
+
+
+def replace_durably(path: str, data: bytes, temporary: str) -> None:
+    """Store ``data`` under ``path`` atomically and durably: written to ``temporary``,
+    fsync'd, renamed over ``path``, the directory fsync'd."""
     try:
-        _write_all(fd, b"%d\n" % first_index, 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(directory)
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    fsync_directory(os.path.dirname(path))
 
 
 def make_directory(directory: str) -> None:

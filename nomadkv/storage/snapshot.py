@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from nomadkv.storage.log import fsync_directory, make_directory
+from nomadkv.storage.log import fsync_directory, make_directory, replace_durably
 
 MAGIC = b"NKVSNAP2"
 PREFIX = "snapshot-"
@@ -98,19 +98,8 @@ def write_snapshot(
 def write_bytes_atomically(path: str, data: bytes) -> None:
     """Store a snapshot received whole (from a Raft leader) under ``path``: written to a
     temporary name, fsync'd, renamed, directory fsync'd."""
-    directory = os.path.dirname(path)
-    make_directory(directory)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    fsync_directory(directory)
+    make_directory(os.path.dirname(path))
+    replace_durably(path, data, temporary_path(path))
 
 
 def list_snapshots(directory: str) -> list[tuple[int, str]]:
